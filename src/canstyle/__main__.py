@@ -1,0 +1,3 @@
+from canstyle.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The ``canstyle`` command.
+
+Subcommands live in their stage's module and are imported only when invoked,
+so ``canstyle --help`` starts instantly and one stage's heavy imports never
+slow another. Each module exposes ``add_arguments(parser)`` and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from canstyle import __version__
+from canstyle.cliutil import Formatter, OneLineParser, fail
+from canstyle.errors import CanstyleError
+
+# name -> (module, one-line help). Add a stage by adding a line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "stylize": ("canstyle.nst.cli", "paint a photo in the style of one or more paintings (Gatys)"),
+}
+
+
+def _top_parser() -> OneLineParser:
+    p = OneLineParser(
+        prog="canstyle",
+        description="CAN paintings, super-resolution and neural style transfer.",
+        epilog="commands:\n" + "\n".join(f"  {k:<14}{h}" for k, (_, h) in COMMANDS.items())
+        + "\n\nRun 'canstyle COMMAND --help' for a command's options.",
+        formatter_class=Formatter,
+    )
+    p.add_argument("--version", action="version", version=f"canstyle {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="what to do")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    # Parse only up to the command name; the rest belongs to the subcommand.
+    idx = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    ns = top.parse_args(argv[: idx + 1])
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO, format="%(message)s")
+    module_name, help_text = COMMANDS[ns.command]
+    module = importlib.import_module(module_name)
+    sub = OneLineParser(prog=f"canstyle {ns.command}", description=help_text, formatter_class=Formatter)
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[idx + 1 :])
+    try:
+        return int(module.run(args) or 0)
+    except CanstyleError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        print("canstyle: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Helpers that derive argparse flags from API dataclasses, and one-line errors.
+
+The Python API is the single source of truth: each option dataclass field
+becomes a ``--flag`` with its default and help text, so the CLI cannot drift
+from the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any, NoReturn
+
+from canstyle.errors import CanstyleError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return v
+
+
+def _field_type(tp: Any) -> Any:
+    if isinstance(tp, str):
+        tp = eval(tp, vars(typing), {"list": list})  # annotations are strings under PEP 563
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _field_type(args[0])
+    if origin is list:
+        return _float_list
+    return {int: _positive_int}.get(tp, tp)
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` flag per dataclass field, with its default and help."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        kind = _field_type(hints[f.name])
+        kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata.get("help", ""), "dest": f.name}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = kind
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            if kind is _float_list:
+                kwargs["metavar"] = "W,W"
+        parser.add_argument(flag, **kwargs)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True) -> None:
+    """Flags every compute command shares."""
+    from canstyle.device import DEVICES, PRECISIONS
+
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="where to compute")
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS,
+        help="autocast precision; auto = bf16 on CPUs with native bf16 and on CUDA, else fp32",
+    )
+    if seed:
+        parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded in the output)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def fail(message: str) -> NoReturn:
+    print(f"canstyle: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+__all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args",
+           "add_runtime_args", "fail"]

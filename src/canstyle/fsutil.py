@@ -1,0 +1,69 @@
+"""Atomic, no-clobber file writes shared by images, weights and checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from canstyle.errors import CanstyleError
+
+
+def check_writable(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Fail early (before any long computation) if ``path`` cannot be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise CanstyleError(f"output path is a directory: {p}")
+    if p.exists() and not overwrite:
+        raise CanstyleError(f"output exists: {p} (choose another name or pass --overwrite)")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise CanstyleError(f"output folder is not a folder: {parent}")
+    return p
+
+
+@contextlib.contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[Path], None], overwrite: bool = False
+) -> Path:
+    """Call ``write(tmp)`` then move tmp to ``path`` in one step.
+
+    Without ``overwrite`` the final step is a hard link, which fails if ``path``
+    appeared meanwhile, so an existing file is never replaced silently.
+    """
+    final = Path(path)
+    if not overwrite and final.exists():
+        raise CanstyleError(f"output exists: {final} (choose another name or pass --overwrite)")
+    with _temp_beside(final) as tmp:
+        write(tmp)
+        if overwrite:
+            os.replace(tmp, final)
+            return final
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            raise CanstyleError(f"output exists: {final} (it appeared while writing)") from None
+        except OSError:
+            # Filesystems without hard links: best effort check-then-rename.
+            if final.exists():
+                raise CanstyleError(f"output exists: {final}") from None
+            os.replace(tmp, final)
+    return final
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = True) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)

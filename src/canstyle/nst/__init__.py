@@ -1,0 +1,1 @@
+"""Gatys neural style transfer: feature networks, losses and the optimiser loop."""

@@ -1,0 +1,87 @@
+"""``canstyle stylize CONTENT STYLE [STYLE...] -o OUT``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import random
+import time
+from pathlib import Path
+
+from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
+from canstyle.errors import CanstyleError
+from canstyle.nst.features import FEATURE_CHOICES
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.nst.stylize import StylizeOptions
+
+    p.add_argument("content", type=Path, help="the photo whose structure is kept")
+    p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style paintings")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (.png or .jpg)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also save the current image every N iterations (0 = never)")
+    add_dataclass_args(p, StylizeOptions)
+    add_runtime_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from canstyle.fsutil import check_writable
+    from canstyle.imageio import load_image, save_image
+    from canstyle.nst.stylize import StyleTransfer, StylizeOptions
+    from canstyle.progress import TqdmProgress
+
+    opts = dataclass_from_args(StylizeOptions, args)
+    opts.validate()
+    if args.save_every < 0:
+        raise CanstyleError("--save-every must be >= 0")
+    check_writable(args.output, args.overwrite)
+    if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise CanstyleError(f"unsupported output format {args.output.suffix!r}: use .png or .jpg")
+    content = load_image(args.content)
+    styles = [load_image(s).rgb for s in args.styles]
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    engine = StyleTransfer(args.features, args.device, args.precision, pooling=opts.pooling)
+    log.info("stylize: %s features on %s (%s), seed %d", engine.features, engine.device,
+             str(engine.dtype).replace("torch.", ""), seed)
+    params = {
+        "command": "stylize", "content": str(args.content), "styles": [str(s) for s in args.styles],
+        "seed": seed, "features": engine.features, "device": str(engine.device),
+        "precision": str(engine.dtype).replace("torch.", ""), **dataclasses.asdict(opts),
+    }
+    t0 = time.perf_counter()
+    with TqdmProgress("stylize", disable=args.quiet) as bar:
+        callback = _with_snapshots(bar, args.output, args.save_every, params)
+        out = engine(content.rgb, styles, opts, generator=torch.Generator().manual_seed(seed),
+                     callback=callback, preview_every=args.save_every)
+    params["seconds"] = round(time.perf_counter() - t0, 2)
+    alpha = None
+    if content.alpha is not None:
+        from canstyle.nst.losses import resize_to
+
+        alpha = resize_to(content.alpha, tuple(out.shape[-2:]))  # keep the photo's transparency
+    path = save_image(out, args.output, params, alpha=alpha, overwrite=args.overwrite)
+    log.info("wrote %s (%dx%d) in %.1f s", path, out.shape[-1], out.shape[-2], params["seconds"])
+    return 0
+
+
+def _with_snapshots(bar, output: Path, every: int, params: dict):  # type: ignore[no-untyped-def]
+    if every <= 0:
+        return bar
+    from canstyle.imageio import save_image
+
+    def callback(p):  # type: ignore[no-untyped-def]
+        bar(p)
+        if p.image is not None:
+            snap = output.with_name(f"{output.stem}.step{p.step:05d}{output.suffix}")
+            save_image(p.image, snap, {**params, "step": p.step}, overwrite=True)
+
+    return callback

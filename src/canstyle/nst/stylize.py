@@ -1,0 +1,292 @@
+"""Gatys style transfer: the optimiser loop, multi-scale, colour options.
+
+``StyleTransfer`` holds a feature network so it can be reused across calls (the
+web studio and the pipeline keep one). ``stylize`` is the one-shot function.
+The CLI's flags are derived from ``StylizeOptions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from canstyle.device import autocast, resolve_device, resolve_precision
+from canstyle.errors import CanstyleError
+from canstyle.nst import color
+from canstyle.nst.features import CONTENT_LAYERS, STYLE_LAYERS, load_features
+from canstyle.nst.losses import blend_grams, content_loss, gram, resize_to, style_loss, tv_loss
+from canstyle.progress import Progress, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 32  # below this VGG's conv5 sees fewer than 2x2 positions
+NOISE_STD = 0.25  # x0 = 0.5 + NOISE_STD * N(0, 1), in [0, 1] image units
+
+
+def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untyped-def]
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if flag is not None:
+        meta["flag"] = flag
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class StylizeOptions:
+    """Every knob of a stylisation; the CLI flags are generated from these fields."""
+
+    size: int = _opt(512, "long side of the result in pixels")
+    init: str = _opt("noise", "start image: noise (Gatys), content, or a path to an image")
+    iterations: int = _opt(60, "optimiser iterations at the final (largest) scale")
+    coarse_iterations: int = _opt(200, "iterations at each coarser scale")
+    min_scale: int = _opt(128, "long side of the coarsest scale; equal to --size for one scale")
+    optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
+    lr: float = _opt(0.02, "learning rate (Adam only; L-BFGS uses 1)")
+    content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
+    style_weight: float = _opt(10.0, "weight of the style loss (relu1_1..relu5_1)")
+    tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2")
+    style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size")
+    preserve_color: str = _opt(
+        "none", "keep the photo's colours", choices=("none", "luminance", "histogram")
+    )
+    pooling: str = _opt("max", "VGG pooling", choices=("max", "avg"))
+
+    def validate(self) -> None:
+        if self.size < MIN_SIDE:
+            raise CanstyleError(f"--size must be at least {MIN_SIDE}, got {self.size}")
+        if self.iterations < 1 or self.coarse_iterations < 0:
+            raise CanstyleError("--iterations must be >= 1 and --coarse-iterations >= 0")
+        if self.min_scale < MIN_SIDE:
+            raise CanstyleError(f"--min-scale must be at least {MIN_SIDE}")
+        if not self.style_scale > 0:
+            raise CanstyleError("--style-scale must be positive")
+        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+            raise CanstyleError("loss weights must not be negative")
+        if self.style_weights is not None and (
+            any(w < 0 for w in self.style_weights) or sum(self.style_weights) <= 0
+        ):
+            raise CanstyleError("--style-weights must be non-negative with a positive sum")
+
+    def scales(self) -> list[int]:
+        """Long sides from coarse to fine, doubling up to ``size``."""
+        sizes = [self.size]
+        while sizes[0] // 2 >= self.min_scale and self.min_scale < self.size:
+            sizes.insert(0, sizes[0] // 2)
+        if sizes[0] > self.min_scale and self.min_scale < self.size:
+            sizes.insert(0, self.min_scale)
+        return sizes
+
+
+def fit_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    h, w = hw
+    scale = long_side / max(h, w)
+    out = (max(round(h * scale), 1), max(round(w * scale), 1))
+    if min(out) < MIN_SIDE:
+        raise CanstyleError(
+            f"image is too thin: {w}x{h} becomes {out[1]}x{out[0]} at size {long_side}; "
+            f"both sides must be at least {MIN_SIDE} px"
+        )
+    return out
+
+
+@dataclass
+class _Targets:
+    content: dict[str, torch.Tensor]
+    grams: dict[str, torch.Tensor]
+
+
+class StyleTransfer:
+    """A reusable Gatys style-transfer engine bound to one feature network and device."""
+
+    def __init__(
+        self, features: str = "auto", device: str = "auto", precision: str = "auto", pooling: str = "max"
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.net = load_features(features, pooling=pooling).to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN prefers NHWC for bf16 convolutions on CPU.
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.features = self.net.arch
+        self._layers = tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS))
+
+    # -- feature helpers -------------------------------------------------
+    def _feats(self, x: torch.Tensor, layers: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        x = x.to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            return self.net(x, layers or self._layers)
+
+    @torch.no_grad()
+    def targets(
+        self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
+        hw: tuple[int, int], style_long: int,
+    ) -> _Targets:
+        """Content features at ``hw`` and blended style Grams with styles at ``style_long``."""
+        c = self._feats(resize_to(content, hw), CONTENT_LAYERS)
+        grams = []
+        for s in styles:
+            fs = self._feats(resize_to(s, fit_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS)
+            grams.append({k: gram(v) for k, v in fs.items()})
+        return _Targets({k: v.float() for k, v in c.items()}, blend_grams(grams, weights))
+
+    def losses(
+        self, x: torch.Tensor, t: _Targets, opts: StylizeOptions
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        f = self._feats(x)
+        lc = content_loss(f, t.content)
+        ls = style_loss(f, t.grams)
+        ltv = tv_loss(x)
+        total = opts.content_weight * lc + opts.style_weight * ls + opts.tv_weight * ltv
+        return total, {"content": lc.item(), "style": ls.item(), "tv": ltv.item()}
+
+    def evaluate(
+        self, x: torch.Tensor, content: torch.Tensor, styles: list[torch.Tensor], opts: StylizeOptions
+    ) -> dict[str, float]:
+        """The full-precision loss of ``x`` against targets at its own size (for benchmarks)."""
+        saved, self.dtype = self.dtype, torch.float32
+        try:
+            w = _style_weights(opts, len(styles))
+            long = max(x.shape[-2:])
+            t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale))
+            with torch.no_grad():
+                total, parts = self.losses(x.to(self.device), t, opts)
+            return {"total": float(total), **parts}
+        finally:
+            self.dtype = saved
+
+    # -- main entry ------------------------------------------------------
+    def __call__(
+        self,
+        content: torch.Tensor,
+        styles: torch.Tensor | list[torch.Tensor],
+        options: StylizeOptions | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        callback: ProgressCallback | None = None,
+        preview_every: int = 0,
+        **overrides: object,
+    ) -> torch.Tensor:
+        """Stylise ``content`` (1x3xHxW in [0, 1]) with ``styles``; returns 1x3xhxw in [0, 1] on CPU."""
+        opts = StylizeOptions(**{**asdict(options or StylizeOptions()), **overrides})
+        opts.validate()
+        styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+        if not styles:
+            raise CanstyleError("at least one style image is needed")
+        weights = _style_weights(opts, len(styles))
+        content = content.float().cpu()
+        orig_content = content
+        if opts.preserve_color == "luminance":
+            styles = [color.match_luminance(color.rgb_to_yiq(s), color.rgb_to_yiq(content)) for s in styles]
+            content = color.luminance(content)
+        elif opts.preserve_color == "histogram":
+            styles = [color.match_histogram(s, content) for s in styles]
+        final_hw = fit_size(tuple(content.shape[-2:]), opts.size)
+        x = self._run_scales(content, styles, weights, opts, final_hw, generator, callback, preview_every)
+        if opts.preserve_color == "luminance":
+            x = color.restore_chroma(x, resize_to(orig_content, final_hw))
+        return x
+
+    def _run_scales(self, content, styles, weights, opts, final_hw, generator, callback, preview_every):  # type: ignore[no-untyped-def]
+        scales = opts.scales()
+        iters = [opts.coarse_iterations] * (len(scales) - 1) + [opts.iterations]
+        total, done = sum(iters), 0
+        x: torch.Tensor | None = None
+        for i, (long, n) in enumerate(zip(scales, iters, strict=True)):
+            hw = fit_size(final_hw, long) if long < opts.size else final_hw
+            x = self._initial(content, opts, hw, generator) if x is None else resize_to(x, hw)
+            if n == 0:
+                continue
+            t = self.targets(content, styles, weights, hw, round(long * opts.style_scale))
+
+            def report(step: int, loss: float, parts: dict[str, float], img: torch.Tensor,
+                       i: int = i, hw: tuple[int, int] = hw, base: int = done) -> None:
+                if callback is None:
+                    return
+                want = preview_every > 0 and (step % preview_every == 0)
+                callback(Progress("stylize", base + step, total, i, len(scales), hw, loss, parts,
+                                  img.detach().clamp(0, 1).cpu() if want else None))
+
+            x = _optimize(self, x, t, opts, n, report)
+            done += n
+        assert x is not None
+        return x.clamp(0, 1).cpu()
+
+    def _initial(self, content: torch.Tensor, opts: StylizeOptions, hw: tuple[int, int],
+                 generator: torch.Generator | None) -> torch.Tensor:
+        if opts.init == "noise":
+            # Gaussian noise, as in Gatys et al.; drawn on CPU so a seed gives the same
+            # start on every device.
+            return (0.5 + NOISE_STD * torch.randn(1, 3, *hw, generator=generator)).clamp(0, 1)
+        if opts.init == "content":
+            return resize_to(content, hw)
+        from canstyle.imageio import load_rgb
+
+        img = load_rgb(opts.init)
+        if opts.preserve_color == "luminance":
+            img = color.luminance(img)
+        return resize_to(img, hw)
+
+
+def _style_weights(opts: StylizeOptions, n: int) -> list[float]:
+    if opts.style_weights is None:
+        return [1.0] * n
+    if len(opts.style_weights) != n:
+        raise CanstyleError(f"--style-weights has {len(opts.style_weights)} values for {n} styles")
+    return list(opts.style_weights)
+
+
+def _optimize(engine: StyleTransfer, x0, t, opts, n, report):  # type: ignore[no-untyped-def]
+    """Run ``n`` optimiser evaluations from ``x0`` and return the best image seen."""
+    x = x0.detach().clone().to(engine.device).requires_grad_(True)
+    state = {"step": 0, "best": math.inf, "best_x": x0}
+
+    def closure() -> torch.Tensor:
+        optim.zero_grad(set_to_none=True)
+        loss, parts = engine.losses(x, t, opts)
+        loss.backward()
+        state["step"] += 1
+        value = loss.detach().item()
+        if value < state["best"] and math.isfinite(value):
+            state["best"], state["best_x"] = value, x.detach().clone()
+        report(state["step"], value, parts, x)
+        return loss
+
+    if opts.optimizer == "lbfgs":
+        # One L-BFGS call with a fixed evaluation budget; tolerances off so the budget is used.
+        optim = torch.optim.LBFGS(
+            [x], lr=1.0, max_iter=n, max_eval=n, history_size=50,
+            tolerance_grad=0.0, tolerance_change=0.0,
+        )
+        optim.step(closure)
+    else:
+        optim = torch.optim.Adam([x], lr=opts.lr)
+        for _ in range(n):
+            optim.step(closure)
+            with torch.no_grad():
+                x.clamp_(0, 1)
+    return state["best_x"].detach().clamp(0, 1)
+
+
+def stylize(
+    content: torch.Tensor,
+    styles: torch.Tensor | list[torch.Tensor],
+    options: StylizeOptions | None = None,
+    *,
+    features: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    generator: torch.Generator | None = None,
+    callback: ProgressCallback | None = None,
+    **overrides: object,
+) -> torch.Tensor:
+    """One-shot style transfer. See ``StylizeOptions`` for the knobs."""
+    pooling = str(overrides.get("pooling", (options or StylizeOptions()).pooling))
+    engine = StyleTransfer(features, device, precision, pooling=pooling)
+    return engine(content, styles, options, generator=generator, callback=callback, **overrides)
