@@ -47,7 +47,7 @@ class StylizeOptions:
     optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
     lr: float = _opt(0.02, "learning rate (Adam only; L-BFGS uses 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
-    style_weight: float = _opt(10.0, "weight of the style loss (relu1_1..relu5_1)")
+    style_weight: float = _opt(3.0, "weight of the style loss (relu1_1..relu5_1)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
     style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2")
     style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size")
@@ -94,6 +94,15 @@ def fit_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     return out
 
 
+def style_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """Analysis size of a style image: long side ``long_side``, but never thinner than VGG needs."""
+    h, w = hw
+    scale = max(long_side / max(h, w), MIN_SIDE / min(h, w))
+    if scale * max(h, w) > 8 * max(long_side, MIN_SIDE):
+        raise CanstyleError(f"style image is too thin to analyse: {w}x{h}")
+    return (max(round(h * scale), MIN_SIDE), max(round(w * scale), MIN_SIDE))
+
+
 @dataclass
 class _Targets:
     content: dict[str, torch.Tensor]
@@ -132,7 +141,7 @@ class StyleTransfer:
         c = self._feats(resize_to(content, hw), CONTENT_LAYERS)
         grams = []
         for s in styles:
-            fs = self._feats(resize_to(s, fit_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS)
+            fs = self._feats(resize_to(s, style_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS)
             grams.append({k: gram(v) for k, v in fs.items()})
         return _Targets({k: v.float() for k, v in c.items()}, blend_grams(grams, weights))
 
@@ -193,13 +202,21 @@ class StyleTransfer:
             x = color.restore_chroma(x, resize_to(orig_content, final_hw))
         return x
 
+    def _plan(self, opts: StylizeOptions, final_hw: tuple[int, int]) -> list[tuple[int, tuple[int, int], int]]:
+        """(long side, (h, w), iterations) per scale; coarse scales too thin for VGG are dropped."""
+        plan = []
+        for long in opts.scales()[:-1]:
+            s = long / max(final_hw)
+            hw = (round(final_hw[0] * s), round(final_hw[1] * s))
+            if min(hw) >= MIN_SIDE:
+                plan.append((long, hw, opts.coarse_iterations))
+        return plan + [(opts.size, final_hw, opts.iterations)]
+
     def _run_scales(self, content, styles, weights, opts, final_hw, generator, callback, preview_every):  # type: ignore[no-untyped-def]
-        scales = opts.scales()
-        iters = [opts.coarse_iterations] * (len(scales) - 1) + [opts.iterations]
-        total, done = sum(iters), 0
+        plan = self._plan(opts, final_hw)
+        total, done = sum(n for _, _, n in plan), 0
         x: torch.Tensor | None = None
-        for i, (long, n) in enumerate(zip(scales, iters, strict=True)):
-            hw = fit_size(final_hw, long) if long < opts.size else final_hw
+        for i, (long, hw, n) in enumerate(plan):
             x = self._initial(content, opts, hw, generator) if x is None else resize_to(x, hw)
             if n == 0:
                 continue
@@ -210,7 +227,7 @@ class StyleTransfer:
                 if callback is None:
                     return
                 want = preview_every > 0 and (step % preview_every == 0)
-                callback(Progress("stylize", base + step, total, i, len(scales), hw, loss, parts,
+                callback(Progress("stylize", base + step, total, i, len(plan), hw, loss, parts,
                                   img.detach().clamp(0, 1).cpu() if want else None))
 
             x = _optimize(self, x, t, opts, n, report)
