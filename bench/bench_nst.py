@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,9 @@ import torch
 from canstyle.imageio import load_rgb, save_image
 from canstyle.nst.stylize import StyleTransfer, StylizeOptions
 from canstyle.progress import Progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import machine, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +53,7 @@ def main() -> None:
     ap.add_argument("--only-baseline", action="store_true", help="only run the baseline (exploration)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/nst.json"))
     ap.add_argument("--images", default="", help="folder to save both results in")
+    ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args()
 
     content, style = square(load_rgb(args.content)), load_rgb(args.style)
@@ -77,6 +82,8 @@ def main() -> None:
         results["loss_ratio"] = lf / lb
         print(f"speed-up {results['speedup']:.2f}x, loss ratio {results['loss_ratio']:.4f}")
     results["machine"] = machine()
+    if "speedup" in results and not args.no_doc:
+        write_section("nst", markdown(results, args))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     if args.images:
@@ -84,24 +91,29 @@ def main() -> None:
             save_image(v, Path(args.images) / f"bench_{k}.png", overwrite=True)
 
 
+def markdown(r: dict, args: argparse.Namespace) -> str:
+    c, b = r["canstyle"], r["baseline"]
+    o = c["options"]
+    return f"""## Style transfer, {args.size}x{args.size} from noise (`bench/bench_nst.py`)
+
+Machine: {r["machine"]}. Content: `examples/giraffe.jpg` centre-cropped square; style:
+`examples/starry_night.jpg`; features {args.features}; seed {args.seed}. Both runs in one process;
+both final losses evaluated the same way, in fp32 at {args.size}x{args.size}, with the default weights.
+
+| run | what | wall time | final fp32 loss |
+| --- | --- | ---: | ---: |
+| baseline | single scale, fp32, L-BFGS, {args.baseline_evals} evaluations | {b["seconds"]:.1f} s | {b["loss_fp32"]["total"]:.4f} |
+| canstyle default | scales {StylizeOptions(**o).scales()}, {o["coarse_iterations"]} + {o["iterations"]} iterations, {c["precision"].replace("torch.", "")} autocast | {c["seconds"]:.1f} s | {c["loss_fp32"]["total"]:.4f} |
+
+**Speed-up {r["speedup"]:.2f}x** with a final loss ratio of {r["loss_ratio"]:.3f} (canstyle / baseline).
+"""
+
+
 def square(x: torch.Tensor) -> torch.Tensor:
     """Centre crop to a square, so that the default --size 512 gives a 512x512 result."""
     h, w = x.shape[-2:]
     s = min(h, w)
     return x[..., (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-
-
-def machine() -> dict[str, str]:
-    import platform
-
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "threads": str(torch.get_num_threads()), "torch": torch.__version__,
-            "python": platform.python_version()}
 
 
 if __name__ == "__main__":

@@ -13,12 +13,23 @@ def test_gram_hand_computed():
     assert torch.allclose(gram(f)[0], expected)
 
 
-def test_gram_is_fp32_under_autocast():
+def test_gram_under_autocast_returns_fp32_close_to_exact():
     f = torch.rand(1, 4, 3, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        g = gram(f)
+        g = gram(f.bfloat16())
     assert g.dtype == torch.float32
-    assert torch.allclose(g, gram(f))
+    assert torch.allclose(g, gram(f), rtol=1e-2)
+
+
+def test_gram_backward_matches_autograd():
+    f = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: gram(t.float()).double(), (f,), eps=1e-3, atol=1e-2)
+    m = torch.rand(1, 3, 7, requires_grad=True)
+    w = torch.rand(1, 3, 3)
+    (gram(m.view(1, 3, 7, 1)) * w).sum().backward()
+    ref = m.detach().clone().requires_grad_(True)
+    ((ref @ ref.transpose(1, 2) / 7) * w).sum().backward()
+    assert torch.allclose(m.grad, ref.grad, atol=1e-6)
 
 
 def test_relative_mse_hand_computed():

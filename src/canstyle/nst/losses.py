@@ -15,16 +15,38 @@ from torch.nn import functional as F
 _EPS = 1e-8
 
 
-def gram(f: torch.Tensor) -> torch.Tensor:
-    """N x C x H x W features -> N x C x C Gram matrix averaged over the H*W positions.
+class _Gram(torch.autograd.Function):
+    """m @ m^T with a one-matmul backward.
 
-    Always computed in fp32 (outside autocast): the sums over hundreds of
-    thousands of positions lose too much in bf16.
+    Autograd would differentiate both operands of bmm(m, m^T) separately and add
+    the results (two large matmuls and an add over a C x H*W tensor); the
+    symmetric form needs one: d/dm = (dG + dG^T) @ m.
+    """
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(m)
+        return torch.bmm(m, m.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (m,) = ctx.saved_tensors
+        return torch.bmm((g + g.transpose(1, 2)).to(m.dtype), m)
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """N x C x H x W features -> N x C x C fp32 Gram matrix averaged over the H*W positions.
+
+    fp32 features stay fp32. bf16 features (from bf16 autocast) are multiplied in
+    bf16 with fp32 accumulation: upcasting them first adds no information, and
+    the fp32 matmul plus its backward cost as much as the convolutions at 512 px.
     """
     n, c, h, w = f.shape
     with torch.autocast(f.device.type, enabled=False):
-        m = f.float().reshape(n, c, h * w)
-        return torch.bmm(m, m.transpose(1, 2)) / (h * w)
+        m = f.reshape(n, c, h * w)
+        if m.dtype not in (torch.float32, torch.bfloat16):
+            m = m.float()
+        return _Gram.apply(m).float() / (h * w)
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,8 @@ class StylizeOptions:
 
     size: int = _opt(512, "long side of the result in pixels")
     init: str = _opt("noise", "start image: noise (Gatys), content, or a path to an image")
-    iterations: int = _opt(60, "optimiser iterations at the final (largest) scale")
-    coarse_iterations: int = _opt(200, "iterations at each coarser scale")
+    iterations: int = _opt(30, "optimiser iterations at the final (largest) scale")
+    coarse_iterations: int = _opt(120, "iterations at each coarser scale")
     min_scale: int = _opt(128, "long side of the coarsest scale; equal to --size for one scale")
     optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
     lr: float = _opt(0.02, "learning rate (Adam only; L-BFGS uses 1)")
