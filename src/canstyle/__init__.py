@@ -15,6 +15,8 @@ _LAZY = {
     "stylize": "canstyle.nst.stylize",
     "StyleTransfer": "canstyle.nst.stylize",
     "StylizeOptions": "canstyle.nst.stylize",
+    "upscale": "canstyle.sr.upscaler",
+    "Upscaler": "canstyle.sr.upscaler",
     "Progress": "canstyle.progress",
     "CanstyleError": "canstyle.errors",
     "load_image": "canstyle.imageio",

@@ -18,6 +18,9 @@ from canstyle.errors import CanstyleError
 # name -> (module, one-line help). Add a stage by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "stylize": ("canstyle.nst.cli", "paint a photo in the style of one or more paintings (Gatys)"),
+    "upscale": ("canstyle.sr.cli", "upscale images x2/x4/x8 with a super-resolution network"),
+    "train-sr": ("canstyle.sr.train_cli", "fine-tune a super-resolution model on your images"),
+    "eval-sr": ("canstyle.sr.eval_cli", "PSNR/SSIM of a super-resolution model against bicubic"),
 }
 
 

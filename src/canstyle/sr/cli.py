@@ -1,0 +1,100 @@
+"""``canstyle upscale INPUT... -o OUT [--scale 2|4|8] [--model NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from canstyle.cliutil import add_runtime_args
+from canstyle.errors import CanstyleError
+
+log = logging.getLogger("canstyle")
+MAX_OUTPUT_PIXELS = 400_000_000  # 20k x 20k: beyond this the PNG alone would be gigabytes
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model/--tile/--tile-pad, shared with eval-sr."""
+    from canstyle.sr.zoo import DEFAULT_MODEL, MODELS
+
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
+                   help=f"one of {', '.join(MODELS)}, or a .safetensors file from train-sr")
+    p.add_argument("--tile", type=int, default=256,
+                   help="tile side in input pixels, bounding memory (0 = whole image at once)")
+    p.add_argument("--tile-pad", type=int, default=0,
+                   help="extra overlap around each tile. Tiles always include the network's own "
+                        "border and CUNet's SE means are shared, so tiled output already equals "
+                        "untiled output and this only costs time; kept for experiments")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output folder (created); each result is {stem}_x{scale}.png. "
+                        "With one input, a .png/.jpg path names the file itself")
+    p.add_argument("--scale", type=int, default=2, choices=(2, 4, 8), help="upscaling factor")
+    add_model_args(p)
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    add_runtime_args(p, seed=False)
+
+
+def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) -> list[Path]:
+    """Where each input goes; checked before any computation."""
+    from canstyle.fsutil import check_writable
+
+    if output.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        if len(inputs) != 1:
+            raise CanstyleError(f"-o {output} names one file but there are {len(inputs)} inputs; "
+                                "give a folder instead")
+        outs = [output]
+    else:
+        if output.exists() and not output.is_dir():
+            raise CanstyleError(f"output folder is a file: {output}")
+        outs = [output / f"{p.stem}_x{scale}.png" for p in inputs]
+        dupes = sorted({o.name for o in outs if outs.count(o) > 1})
+        if dupes:
+            raise CanstyleError(f"several inputs would be written to the same file: {', '.join(dupes)}")
+    for o in outs:
+        check_writable(o, overwrite)
+    return outs
+
+
+def _check_model(name: str) -> None:
+    from canstyle.sr.zoo import check_model_name, is_weights_file
+
+    if not is_weights_file(name):
+        check_model_name(name)  # fail before loading anything
+
+
+def run(args: argparse.Namespace) -> int:
+    from canstyle.imageio import load_image, save_image, tensor_to_pil
+    from canstyle.progress import TqdmProgress
+    from canstyle.sr.data import list_images
+    from canstyle.sr.upscaler import Upscaler, upscale_alpha
+
+    _check_model(args.model)
+    inputs = list_images(args.inputs)
+    outs = output_paths(inputs, args.output, args.scale, args.overwrite)
+    up = Upscaler(args.model, args.device, args.precision, args.tile, args.tile_pad)
+    for src, dst in zip(inputs, outs, strict=True):
+        img = load_image(src)
+        h, w = img.rgb.shape[-2:]
+        if h * w * args.scale**2 > MAX_OUTPUT_PIXELS:
+            raise CanstyleError(f"{src}: {w}x{h} x{args.scale} would be "
+                                f"{w * h * args.scale**2 / 1e6:.0f} MP, limit {MAX_OUTPUT_PIXELS / 1e6:.0f} MP")
+        t0 = time.perf_counter()
+        with TqdmProgress(f"upscale {src.name}", disable=args.quiet) as bar:
+            rgb = up(img.rgb, args.scale, callback=bar)
+        alpha = None if img.alpha is None else upscale_alpha(img.alpha, args.scale)
+        im = tensor_to_pil(rgb, alpha)
+        if img.mode in GREY_MODES:  # grey in, grey out (the network itself works in RGB)
+            im = im.convert("LA" if alpha is not None else "L")
+        params = {"command": "upscale", "input": str(src), "scale": args.scale, "model": up.model_name,
+                  "tile": args.tile, "tile_pad": args.tile_pad, "device": str(up.device),
+                  "precision": str(up.dtype).replace("torch.", ""),
+                  "seconds": round(time.perf_counter() - t0, 3)}
+        path = save_image(im, dst, params, overwrite=args.overwrite)
+        log.info("wrote %s (%dx%d) in %.2f s", path, im.width, im.height, params["seconds"])
+    return 0

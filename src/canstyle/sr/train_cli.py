@@ -1,0 +1,64 @@
+"""``canstyle train-sr IMAGES... --out runs/ [--steps N] [--init cunet] [--resume [RUN]]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+from pathlib import Path
+
+from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
+from canstyle.errors import CanstyleError
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.sr.train import TrainOptions
+
+    p.add_argument("images", type=Path, nargs="*", metavar="IMAGES",
+                   help="training image files or folders (optional with --resume: the run's own)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for numbered run folders")
+    p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
+                   help="continue a run: a run folder, a checkpoint, or nothing for the newest in --out")
+    p.add_argument("--val", type=Path, nargs="+", default=None, metavar="DIR",
+                   help="HR images scored (PSNR on Y) at every checkpoint")
+    p.add_argument("--val-crop", type=int, default=384, metavar="N",
+                   help="score the central NxN crop of each --val image (0 = whole image)")
+    add_dataclass_args(p, TrainOptions)
+    add_runtime_args(p)
+
+
+def _images_of_run(resume: str, out: Path) -> list[Path]:
+    from canstyle.sr.train import find_checkpoint
+
+    cfg = find_checkpoint(resume, out).parent.parent / "config.json"
+    try:
+        return [Path(p) for p in json.loads(cfg.read_text())["images"]]
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise CanstyleError(f"cannot read the image list of the run ({cfg}): {e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from canstyle.progress import TqdmProgress
+    from canstyle.sr.data import list_images
+    from canstyle.sr.train import TrainOptions, train, validator
+    from canstyle.sr.zoo import check_model_name, is_weights_file
+
+    opts = dataclass_from_args(TrainOptions, args)
+    if not is_weights_file(opts.init):
+        check_model_name(opts.init)
+    if args.images:
+        paths = list_images(args.images)
+    elif args.resume:
+        paths = _images_of_run(args.resume, args.out)
+    else:
+        raise CanstyleError("give training images (files or folders), or --resume a run")
+    hook = validator(list_images(args.val), args.val_crop) if args.val else None
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    with TqdmProgress("train-sr", disable=args.quiet) as bar:
+        model = train(paths, args.out, opts, args.resume, args.device, args.precision, seed,
+                      callback=bar, on_checkpoint=hook)
+    log.info("wrote %s (use it with: canstyle upscale --model %s ...)", model, model)
+    return 0

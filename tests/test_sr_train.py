@@ -1,0 +1,112 @@
+"""Fine-tuning: a few real steps, checkpoints, exact resume, and the exported weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from canstyle.cli import main
+from canstyle.errors import CanstyleError
+from canstyle.sr.data import make_pairs, random_crops
+from canstyle.sr.train import TrainOptions, train
+from canstyle.sr.upscaler import Upscaler
+from canstyle.sr.zoo import load_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _home(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANSTYLE_HOME", str(tmp_path_factory.mktemp("home")))
+        yield
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2):
+        small = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(small).resize((80, 96), Image.BICUBIC).save(path)
+        paths.append(path)
+    return paths
+
+
+OPTS = {"steps": 5, "init": "photo", "batch_size": 1, "patch": 20, "checkpoint_every": 3}
+
+
+class Stop(Exception):
+    pass
+
+
+def _losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(ln)["loss"] for ln in lines]
+
+
+def test_five_steps_then_an_interrupted_run_resumes_exactly(images: list[Path], tmp_path: Path) -> None:
+    model = train(images, tmp_path / "a", TrainOptions(**OPTS), device="cpu", precision="fp32", seed=3)
+    run_a = model.parent
+    assert run_a.name == "00001-sr-photo"
+    assert sorted(p.name for p in (run_a / "checkpoints").iterdir()) == ["step-000003.pt", "step-000005.pt"]
+    assert len(_losses(run_a)) == 5
+
+    def interrupt(p) -> None:  # type: ignore[no-untyped-def]
+        if p.step == 4:
+            raise Stop  # after step 4 is logged but before any checkpoint holds it
+
+    with pytest.raises(Stop):
+        train(images, tmp_path / "b", TrainOptions(**OPTS), device="cpu", precision="fp32", seed=3,
+              callback=interrupt)
+    resumed = train(images, tmp_path / "b", TrainOptions(**OPTS), resume="latest", device="cpu",
+                    precision="fp32")
+    assert resumed.parent.name == "00001-sr-photo"  # the same run, continued from step 3
+    assert _losses(resumed.parent) == pytest.approx(_losses(run_a), rel=1e-5)
+    a, b = load_model(str(model)), load_model(str(resumed))
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb, atol=1e-6, rtol=1e-5, msg=k)
+    pretrained = load_model("photo").state_dict()["up.weight"]
+    assert not torch.equal(a.state_dict()["up.weight"], pretrained)  # it did learn something
+    assert Upscaler(str(model), "cpu", "fp32")(torch.rand(1, 3, 6, 5)).shape == (1, 3, 12, 10)
+
+
+def test_train_sr_cli_resumes_to_more_steps(images: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    base = ["train-sr", *map(str, images), "--out", str(out), "--init", "photo", "--batch-size", "1",
+            "--patch", "20", "--precision", "fp32", "--seed", "1", "-q"]
+    assert main([*base, "--steps", "2"]) == 0
+    assert main(["train-sr", "--out", str(out), "--steps", "4", "--resume", "-q"]) == 0
+    run = out / "00001-sr-photo"
+    assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert json.loads((run / "config.json").read_text())["options"]["patch"] == 20
+
+
+def test_pairs_align_lr_and_hr() -> None:
+    hr = random_crops([torch.randint(0, 256, (3, 50, 40), dtype=torch.uint8)], 3, 32,
+                      torch.Generator().manual_seed(0))
+    lr, target = make_pairs(hr, offset=7)
+    assert lr.shape == (3, 3, 16, 16) and target.shape == (3, 3, 4, 4)
+    assert torch.equal(lr, lr.mul(255).round().div(255))  # LR is 8-bit like a real image
+
+
+def test_bad_training_setups_are_user_errors(images: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(CanstyleError, match="patch"):
+        train(images, tmp_path, TrainOptions(**{**OPTS, "patch": 14}), device="cpu")
+    with pytest.raises(CanstyleError, match="at least"):
+        train(images, tmp_path, TrainOptions(**{**OPTS, "patch": 64}), device="cpu")
+    with pytest.raises(CanstyleError, match="no SR run"):
+        train(images, tmp_path / "none", TrainOptions(**OPTS), resume="latest")
+    assert main_code(["train-sr", "--out", str(tmp_path / "x")]) == 2
+    assert main_code(["train-sr", str(images[0]), "--init", "bogus", "--out", str(tmp_path)]) == 2
+
+
+def main_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
