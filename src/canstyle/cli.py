@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("canstyle.sr.cli", "upscale images x2/x4/x8 with a super-resolution network"),
     "train-sr": ("canstyle.sr.train_cli", "fine-tune a super-resolution model on your images"),
     "eval-sr": ("canstyle.sr.eval_cli", "PSNR/SSIM of a super-resolution model against bicubic"),
+    "prepare-data": ("canstyle.can.data_cli", "convert paintings into a compact training cache"),
+    "train": ("canstyle.can.train_cli", "train a Creative Adversarial Network"),
+    "generate": ("canstyle.can.generate_cli", "generate paintings from a CAN checkpoint"),
+    "export": ("canstyle.can.export_cli", "export a CAN generator as small safetensors"),
+    "evaluate": ("canstyle.can.evaluate_cli", "style-ambiguity and quality metrics of a CAN"),
 }
 
 

@@ -1,0 +1,306 @@
+"""Art data: three input layouts -> one compact, pre-resized uint8 cache.
+
+Inputs: (a) a folder of style sub-folders (ArtGAN/WikiArt layout), (b) a CSV
+with ``path`` (or ``file``) and ``style`` columns, paths relative to the CSV,
+(c) a folder of Hugging Face ``huggan/wikiart`` parquet shards. ``prepare``
+decodes every image once, resizes it so its short side is ``size`` (never
+up-scaling) and appends the pixels to one flat ``images.u8`` file that training
+reads through a memmap, so no JPEG is decoded per step. Unreadable images are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from canstyle.errors import CanstyleError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# huggan/wikiart's `style` ClassLabel, in index order (used when a shard carries no feature metadata).
+HUGGAN_STYLES = (
+    "Abstract_Expressionism", "Action_painting", "Analytical_Cubism", "Art_Nouveau", "Baroque",
+    "Color_Field_Painting", "Contemporary_Realism", "Cubism", "Early_Renaissance", "Expressionism",
+    "Fauvism", "High_Renaissance", "Impressionism", "Mannerism_Late_Renaissance", "Minimalism",
+    "Naive_Art_Primitivism", "New_Realism", "Northern_Renaissance", "Pointillism", "Pop_Art",
+    "Post_Impressionism", "Realism", "Rococo", "Romanticism", "Symbolism", "Synthetic_Cubism", "Ukiyo_e",
+)
+PAPER_STYLES = tuple(s for s in HUGGAN_STYLES if s not in ("Symbolism", "Ukiyo_e"))  # the paper's 25
+CACHE_VERSION = 1
+MAX_ASPECT = 2.0  # longer side is centre-cropped to at most this x the short side
+
+
+@dataclass
+class Item:
+    style: str
+    name: str  # path or shard:row, for error reports
+    path: Path | None = None
+    data: bytes | None = None
+
+
+def parse_styles(text: str | None) -> list[str] | None:
+    """'--styles' value: comma list, or 'paper' for the paper's 25 WikiArt styles."""
+    if not text:
+        return None
+    if text.strip() == "paper":
+        return list(PAPER_STYLES)
+    return sorted({s.strip() for s in text.split(",") if s.strip()})
+
+
+def detect_layout(src: Path) -> str:
+    if not src.exists():
+        raise CanstyleError(f"no such data: {src}")
+    if src.is_file():
+        if src.suffix.lower() == ".csv":
+            return "csv"
+        if src.suffix.lower() == ".parquet":
+            return "parquet"
+        raise CanstyleError(f"expected a folder, a .csv or a .parquet file, got {src}")
+    if (src / "labels.csv").is_file():
+        return "csv"
+    if next(src.rglob("*.parquet"), None) is not None:
+        return "parquet"
+    return "folders"
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    styles = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not styles:
+        raise CanstyleError(f"{root} has no style sub-folders (expected DATA/<Style>/<image>)")
+    for d in styles:
+        for f in sorted(d.rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTS:
+                yield Item(style=d.name, name=str(f), path=f)
+
+
+def _csv_items(csv_path: Path) -> Iterator[Item]:
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        key = "path" if "path" in cols else "file" if "file" in cols else None
+        if key is None or "style" not in cols:
+            raise CanstyleError(f"{csv_path} needs columns 'path' (or 'file') and 'style'")
+        for row in reader:
+            p = Path(row[key])
+            p = p if p.is_absolute() else csv_path.parent / p
+            yield Item(style=row["style"].strip(), name=str(p), path=p)
+
+
+def _parquet_style_names(pf: object) -> list[str]:
+    meta = (pf.schema_arrow.metadata or {}).get(b"huggingface")  # type: ignore[attr-defined]
+    try:
+        names = json.loads(meta)["info"]["features"]["style"]["names"] if meta else None
+    except (KeyError, TypeError, json.JSONDecodeError):
+        names = None
+    return list(names) if names else list(HUGGAN_STYLES)
+
+
+def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CanstyleError("reading parquet shards needs pyarrow: pip install 'canstyle[wikiart]'") from None
+    shards = [src] if src.is_file() else sorted(src.rglob("*.parquet"))
+    for shard in shards:
+        pf = pq.ParquetFile(shard)
+        names = _parquet_style_names(pf)
+        row = 0
+        for batch in pf.iter_batches(columns=["image", "style"], batch_size=64):
+            for img, style in zip(batch.column("image").to_pylist(), batch.column("style").to_pylist(), strict=True):
+                name = f"{shard.name}:{row}"
+                row += 1
+                label = names[style] if isinstance(style, int) and 0 <= style < len(names) else str(style)
+                if wanted is not None and label not in wanted:
+                    continue
+                data = img.get("bytes") if isinstance(img, dict) else None
+                yield Item(style=label, name=name, data=data)
+
+
+def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
+    layout = detect_layout(src)
+    wanted = set(styles) if styles else None
+    if layout == "parquet":
+        yield from _parquet_items(src, wanted)
+        return
+    csv_path = src / "labels.csv" if src.is_dir() and layout == "csv" else src
+    items = _csv_items(csv_path) if layout == "csv" else _folder_items(src)
+    for it in items:
+        if wanted is None or it.style in wanted:
+            yield it
+
+
+def _decode(item: Item, size: int) -> np.ndarray:
+    """Decode, convert to sRGB RGB, shrink so the short side is ``size``; HxWx3 uint8."""
+    from canstyle.imageio import load_image
+
+    if item.data is None and item.path is None:
+        raise CanstyleError("no image bytes")
+    img = load_image(item.data if item.data is not None else item.path).rgb
+    h, w = img.shape[-2:]
+    scale = min(1.0, size / min(h, w))
+    if scale < 1.0:
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        img = F.interpolate(img, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        h, w = nh, nw
+    short = min(h, w)
+    lim = int(short * MAX_ASPECT)
+    top, left = max(0, (h - lim) // 2), max(0, (w - lim) // 2)
+    img = img[..., top : top + min(h, lim), left : left + min(w, lim)]
+    return img[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().contiguous().numpy()
+
+
+@dataclass
+class PrepareReport:
+    count: int
+    counts: dict[str, int]
+    skipped: dict[str, int]  # reason -> count
+    skipped_files: list[str]
+
+
+def _skip_reason(item: Item, err: Exception) -> str:
+    if item.path is not None and not item.path.exists():
+        return "missing"
+    return "corrupt" if isinstance(err, (CanstyleError, OSError, ValueError, SyntaxError)) else "error"
+
+
+def prepare(
+    src: str | os.PathLike[str], dest: str | os.PathLike[str], size: int = 128,
+    styles: list[str] | None = None, overwrite: bool = False, callback: object = None,
+) -> PrepareReport:
+    """Convert ``src`` into a cache folder ``dest`` (written beside it, then renamed)."""
+    src, dest = Path(src), Path(dest)
+    if size < 8:
+        raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
+    if dest.exists() and not overwrite:
+        raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows: list[tuple[int, int, int, str]] = []
+    skipped: Counter[str] = Counter()
+    bad: list[str] = []
+    offset = 0
+    try:
+        with open(tmp / "images.u8", "wb") as blob:
+            for n, item in enumerate(iter_items(src, styles)):
+                try:
+                    arr = _decode(item, size)
+                except Exception as e:  # noqa: BLE001  (one bad painting must never end a 80k-image job)
+                    reason = _skip_reason(item, e)
+                    skipped[reason] += 1
+                    bad.append(f"{item.name}: {reason}")
+                    log.debug("skipping %s: %s", item.name, e)
+                    continue
+                blob.write(arr.tobytes())
+                rows.append((offset, arr.shape[0], arr.shape[1], item.style))
+                offset += arr.size
+                if callable(callback):
+                    callback(n + 1)
+        if not rows:
+            raise CanstyleError(f"no readable images in {src}" + (f" for styles {styles}" if styles else ""))
+        _write_index(tmp, rows, src, size, skipped, bad)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    counts = Counter(r[3] for r in rows)
+    if skipped:
+        log.warning("skipped %d unreadable images (%s)", sum(skipped.values()),
+                    ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    return PrepareReport(len(rows), dict(sorted(counts.items())), dict(skipped), bad)
+
+
+def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, bad: list[str]) -> None:
+    classes = sorted({r[3] for r in rows})  # sorted, so the class order never depends on the filesystem
+    cid = {c: i for i, c in enumerate(classes)}
+    index = np.array([(o, h, w, cid[s]) for o, h, w, s in rows], dtype=np.int64)
+    np.save(tmp / "index.npy", index)
+    (tmp / "classes.json").write_text(json.dumps(classes, indent=1))
+    meta = {
+        "version": CACHE_VERSION, "source": str(src.resolve()), "size": size, "count": len(rows),
+        "counts": dict(sorted(Counter(r[3] for r in rows).items())),
+        "skipped": dict(skipped), "skipped_files": bad[:200],
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+class Cache:
+    """A prepared cache: images as memmapped uint8 HxWx3 arrays plus labels."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        try:
+            self.meta = json.loads((self.root / "meta.json").read_text())
+            self.classes: list[str] = json.loads((self.root / "classes.json").read_text())
+            self.index = np.load(self.root / "index.npy")
+        except (OSError, ValueError) as e:
+            raise CanstyleError(f"not a canstyle data cache: {self.root} ({e})") from None
+        if self.meta.get("version") != CACHE_VERSION:
+            raise CanstyleError(f"cache {self.root} has an old format; run prepare-data again")
+        self.blob = np.memmap(self.root / "images.u8", dtype=np.uint8, mode="r")
+        self.labels = self.index[:, 3].copy()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def image(self, i: int) -> np.ndarray:
+        o, h, w, _ = (int(v) for v in self.index[i])
+        return self.blob[o : o + h * w * 3].reshape(h, w, 3)
+
+
+def is_cache(path: Path) -> bool:
+    return path.is_dir() and (path / "meta.json").is_file() and (path / "images.u8").is_file()
+
+
+def _signature(src: Path) -> str:
+    """Cheap fingerprint of a source (names, sizes, mtimes) so edits invalidate its cache."""
+    h = hashlib.sha1(str(src.resolve()).encode())
+    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def default_cache_dir(src: Path, size: int, styles: list[str] | None) -> Path:
+    from canstyle.weights import home
+
+    key = hashlib.sha1(f"{_signature(src)}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    return home() / "can-data" / f"{src.resolve().name}-{size}-{key}"
+
+
+def ensure_cache(src: str | os.PathLike[str], size: int, styles: list[str] | None = None,
+                 build: bool = True) -> Path:
+    """``src`` itself if it is a cache, else its cache under CANSTYLE_HOME (built when ``build``)."""
+    src = Path(src)
+    if is_cache(src):
+        return src
+    dest = default_cache_dir(src, size, styles)
+    if not is_cache(dest) and build:
+        log.info("preparing a %dpx cache of %s in %s (once)", size, src, dest)
+        rep = prepare(src, dest, size=size, styles=styles, overwrite=True)
+        log.info("cached %d images in %d styles", rep.count, len(rep.counts))
+    return dest
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, averaging 1 over the data, so each style counts equally
+    in the style head's loss (WikiArt is 133:1; the shared set is 362:1)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)

@@ -1,0 +1,39 @@
+"""``canstyle prepare-data SRC -o CACHE``: paintings -> a compact uint8 training cache."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", type=Path,
+                   help="a folder of style sub-folders, a CSV of path,style, or a folder of "
+                        "huggan/wikiart parquet shards")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="cache folder (default: under CANSTYLE_HOME, where train finds it)")
+    p.add_argument("--size", type=int, default=128,
+                   help="short side of cached images in pixels (2 x the training size keeps detail for crops)")
+    p.add_argument("--styles", default="", help="comma list of styles to keep ('paper' = its 25), default all")
+    p.add_argument("--overwrite", action="store_true", help="rebuild an existing cache")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from canstyle.can.data import default_cache_dir, parse_styles, prepare
+
+    styles = parse_styles(args.styles)
+    dest = args.output or default_cache_dir(args.source, args.size, styles)
+    with tqdm(desc="prepare-data", unit="img", disable=args.quiet) as bar:
+        rep = prepare(args.source, dest, size=args.size, styles=styles, overwrite=args.overwrite,
+                      callback=lambda n: bar.update(n - bar.n))
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(rep.skipped.items())) or "none"
+    log.info("wrote %s: %d images in %d styles; skipped: %s", dest, rep.count, len(rep.counts), skipped)
+    for name, n in sorted(rep.counts.items(), key=lambda kv: -kv[1]):
+        log.info("  %6d  %s", n, name)
+    return 0

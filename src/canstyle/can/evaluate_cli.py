@@ -1,0 +1,45 @@
+"""``canstyle evaluate SAMPLES_OR_CKPT --data DATA``: style ambiguity, diversity, KID, memorisation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("samples", type=Path,
+                   help="a run folder, checkpoint or exported generator (samples are drawn), "
+                        "or a folder of sample images")
+    p.add_argument("--data", required=True, help="the training paintings (any layout) or their cache")
+    p.add_argument("-n", type=int, default=256, help="samples to draw from a generator (seeds 0..n-1)")
+    p.add_argument("--styles", default="", help="styles for a folder of samples (a generator knows its own)")
+    p.add_argument("--min-images", type=int, default=0, help="drop styles with fewer images (folder of samples)")
+    p.add_argument("--holdout", type=float, default=0.2, help="fraction of each style held out from the classifier")
+    p.add_argument("--classifier-size", type=int, default=128, help="classifier input side in pixels")
+    p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file")
+    p.add_argument("--device", default="auto", help="where to compute")
+    p.add_argument("--precision", default="auto", help="autocast precision")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and classifier")
+
+
+def run(args: argparse.Namespace) -> int:
+    from canstyle.can.data import parse_styles
+    from canstyle.can.evaluate import EvalOptions, evaluate, summary
+    from canstyle.errors import CanstyleError
+    from canstyle.fsutil import atomic_write_bytes
+
+    if args.n < 2 or not 0 < args.holdout < 1:
+        raise CanstyleError("-n must be at least 2 and --holdout in (0, 1)")
+    opts = EvalOptions(classifier_size=args.classifier_size, holdout=args.holdout, seed=args.seed)
+    res = evaluate(args.samples, args.data, n=args.n, styles=parse_styles(args.styles),
+                   min_images=args.min_images, opts=opts, device=args.device, precision=args.precision)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.json:
+        atomic_write_bytes(args.json, (text + "\n").encode())
+    log.info("%s", summary(res))
+    return 0

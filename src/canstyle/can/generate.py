@@ -1,0 +1,130 @@
+"""Sampling from a trained CAN, and the small exported generator format.
+
+``export_generator`` writes the EMA generator as safetensors whose metadata
+holds the model config, class names and training summary as JSON.
+``load_generator`` reads that file, a training checkpoint or a run folder and
+returns ``(G, config, classes)``; this is what the pipeline calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
+from canstyle.can.models import Generator, ModelConfig
+from canstyle.errors import CanstyleError
+from canstyle.fsutil import atomic_write
+
+EXPORT_FORMAT = "canstyle-can-generator/1"
+
+
+def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cpu"
+                   ) -> tuple[Generator, ModelConfig, list[str]]:
+    """An eval-mode generator from an export (.safetensors), a checkpoint or a run folder."""
+    p = Path(src)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        from canstyle.weights import read_metadata
+
+        if not p.is_file():
+            raise CanstyleError(f"no such generator: {p}")
+        meta = read_metadata(p)
+        if meta.get("format") != EXPORT_FORMAT:
+            raise CanstyleError(f"{p} is not a canstyle CAN generator (format {meta.get('format')!r})")
+        cfg, classes = ModelConfig.from_json(meta["config"]), json.loads(meta["classes"])
+        state = {k: v.float() for k, v in load_file(str(p)).items()}
+    else:
+        ckpt = load_checkpoint(find_checkpoint(p))
+        cfg, classes, state = ModelConfig.from_json(ckpt["model"]), list(ckpt["classes"]), ckpt["G_ema"]
+    g = Generator(cfg)
+    g.load_state_dict(state)
+    return g.to(device).eval().requires_grad_(False), cfg, classes
+
+
+def export_generator(src: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = False,
+                     overwrite: bool = False) -> Path:
+    """Write the EMA generator of a checkpoint (or run) as a small safetensors file."""
+    from safetensors.torch import save_file
+
+    path = find_checkpoint(src)
+    ckpt = load_checkpoint(path)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in ckpt["G_ema"].items()}
+    meta = {
+        "format": EXPORT_FORMAT, "config": ckpt["model"], "classes": json.dumps(list(ckpt["classes"])),
+        "step": str(ckpt["step"]), "seed": str(ckpt.get("seed", "")), "options": ckpt.get("options", "{}"),
+        "source": str(path.resolve()),
+    }
+    return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-15', '3,7,9' or '0-3,10' -> a list of non-negative seeds."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise CanstyleError(f"bad --seeds {text!r}: use e.g. 0-15 or 1,5,9")
+        lo = int(m.group(1))
+        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+    if not seeds:
+        raise CanstyleError("--seeds is empty")
+    return seeds
+
+
+def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
+    """The noise vector for ``seed``; with truncation T, entries beyond +-T are redrawn."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(z_dim, generator=g)
+    if truncation is not None:
+        if truncation <= 0:
+            raise CanstyleError("--truncation must be positive")
+        for _ in range(1000):  # the expected number of rounds is tiny for any sane T
+            bad = z.abs() > truncation
+            if not bad.any():
+                break
+            z[bad] = torch.randn(int(bad.sum()), generator=g)
+        z = z.clamp(-truncation, truncation)
+    return z
+
+
+@torch.no_grad()
+def generate(g: Generator, seeds: list[int], truncation: float | None = None, batch: int = 32,
+             callback: Any = None) -> torch.Tensor:
+    """Images N x 3 x S x S in [0, 1], one per seed; each depends only on its seed."""
+    device = next(g.parameters()).device
+    g.eval()
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = torch.stack([seed_noise(s, g.z_dim, truncation) for s in seeds[i : i + batch]]).to(device)
+        out.append(g.images(z).cpu())
+        if callback is not None:
+            callback(min(i + batch, len(seeds)), len(seeds))
+    return torch.cat(out)
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
+    """N x 3 x H x W -> 1 x 3 x H' x W' with white gutters."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+    return grid[None]
+
+
+def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

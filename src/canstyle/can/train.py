@@ -1,0 +1,330 @@
+"""CAN training: options, run folders, the loop, checkpoints, samples, metrics.
+
+``train()`` runs on one process, or on many under ``torchrun`` (DDP: NCCL on
+CUDA, gloo on CPU) with the same arguments; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from canstyle.can import checkpoint as ck
+from canstyle.can import dist as dd
+from canstyle.can.data import Cache, class_weights, ensure_cache, parse_styles
+from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
+from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
+from canstyle.can.models import PRESETS, ModelConfig
+from canstyle.can.trainer import METRICS, Trainer
+from canstyle.device import precision_name, resolve_device, resolve_precision
+from canstyle.errors import CanstyleError
+from canstyle.progress import Progress, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+
+def _opt(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainOptions:
+    """Every training knob; the ``canstyle train`` flags are generated from these fields."""
+
+    preset: int = _opt(64, "image size / architecture (256 = the paper's)", choices=tuple(PRESETS))
+    steps: int = _opt(20000, "total training steps (D update + G update each)")
+    batch_size: int = _opt(64, "global batch size, split across processes")
+    lr_g: float = _opt(2e-4, "generator Adam learning rate")
+    lr_d: float = _opt(2e-4, "discriminator Adam learning rate")
+    beta1: float = _opt(0.5, "Adam beta1 (DCGAN/CAN use 0.5)")
+    beta2: float = _opt(0.999, "Adam beta2")
+    ambiguity_weight: float = _opt(1.0, "lambda for the style-ambiguity loss; 0 = plain GAN")
+    ambiguity_form: str = _opt("paper", "style-ambiguity loss form", choices=AMBIGUITY_FORMS)
+    adv_loss: str = _opt("nonsat", "adversarial loss", choices=ADV_LOSSES)
+    style_weight: float = _opt(1.0, "weight of D's style cross-entropy on real images")
+    balance_styles: bool = _opt(True, "inverse-frequency class weights for the style head")
+    spectral_norm: bool = _opt(True, "spectral norm in D (else the paper's BatchNorm D)")
+    augment: str = _opt("translation,cutout", "DiffAugment ops for D's inputs (comma list or none)")
+    ema_decay: float = _opt(0.999, "EMA generator decay")
+    crop_min: float = _opt(0.5, "smallest random crop, as a fraction of the painting's short side")
+    styles: str = _opt("", "comma list of styles to train on ('paper' = its 25), default all")
+    min_images: int = _opt(0, "drop styles with fewer images than this")
+    cache_size: int = _opt(0, "short side of cached images when DATA is not a cache (0 = 2 x preset)")
+    width: float = _opt(1.0, "channel multiplier of both networks (1 = the preset as published)")
+    channels_last: bool = _opt(True, "channels-last memory format (faster with oneDNN/cuDNN)")
+    log_every: int = _opt(10, "write averaged metrics every N steps")
+    sample_every: int = _opt(500, "save an EMA sample grid every N steps")
+    checkpoint_every: int = _opt(500, "save a checkpoint every N steps")
+    keep_checkpoints: int = _opt(3, "keep the newest N checkpoints")
+    n_samples: int = _opt(64, "images in each sample grid")
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise CanstyleError(f"--preset must be one of {sorted(PRESETS)}")
+        for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every",
+                     "keep_checkpoints", "n_samples"):
+            if getattr(self, name) < 1:
+                raise CanstyleError(f"--{name.replace('_', '-')} must be at least 1")
+        if min(self.lr_g, self.lr_d) <= 0 or self.ambiguity_weight < 0 or self.style_weight < 0:
+            raise CanstyleError("learning rates must be positive and loss weights non-negative")
+        if not (0 <= self.ema_decay < 1 and 0 < self.width <= 4):
+            raise CanstyleError("--ema-decay must be in [0, 1) and --width in (0, 4]")
+        parse_augment(self.augment)
+
+    def model_config(self, n_classes: int) -> ModelConfig:
+        return ModelConfig(preset=self.preset, n_classes=n_classes, width=self.width,
+                           spectral_norm=self.spectral_norm)
+
+
+# Options that may change when a run is resumed; the others define the run.
+RESUMABLE = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints")
+
+
+def resume_options(saved: dict[str, Any], given: TrainOptions) -> TrainOptions:
+    opts = TrainOptions(**{k: v for k, v in saved.items() if k in TrainOptions.__dataclass_fields__})
+    default = TrainOptions()
+    for f in dataclasses.fields(TrainOptions):
+        new = getattr(given, f.name)
+        if new == getattr(default, f.name) or new == getattr(opts, f.name):
+            continue
+        if f.name in RESUMABLE:
+            setattr(opts, f.name, new)
+        else:
+            log.warning("--%s is fixed for a resumed run; keeping %r", f.name.replace("_", "-"),
+                        getattr(opts, f.name))
+    return opts
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    step: int
+    interrupted: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    images_per_second: float = 0.0
+
+
+class _StopFlag:
+    """First Ctrl-C / SIGTERM asks for a clean stop at the next step; a second one is immediate."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after this step and saving a checkpoint (again to abort)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopFlag]:
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread (e.g. a web worker): no signal handling
+            pass
+        try:
+            yield self
+        finally:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+
+
+@dataclass
+class _Setup:
+    opts: TrainOptions
+    seed: int
+    cache: Cache
+    sel: Selection
+    run: Path | None
+    ckpt: Path | None
+
+
+def _setup(data: str | None, out: Path, opts: TrainOptions, resume: str | None, seed: int | None,
+           info: dd.DistInfo, dry_run: bool) -> _Setup:
+    run = ckpt = None
+    saved: dict[str, Any] = {}
+    if resume:
+        run, ckpt = ck.resolve_resume(resume, out)
+        saved = json.loads((run / "config.json").read_text())
+        opts = resume_options(saved["options"], opts)
+        seed = int(saved["seed"])
+        if data is None or not Path(data).exists():
+            data = saved["cache"]
+    if data is None:
+        raise CanstyleError("DATA is required (a folder, CSV, parquet shards or a prepared cache)")
+    opts.validate()
+    if seed is None:
+        seed = int(dd.broadcast_object(random.randrange(2**31), info))  # type: ignore[call-overload]
+    styles = parse_styles(opts.styles)
+    size = opts.cache_size or 2 * opts.preset
+    if info.is_main:
+        path = ensure_cache(data, size, styles)
+    dd.barrier(info)  # the other ranks wait for rank 0 to build the cache
+    if not info.is_main:
+        path = ensure_cache(data, size, styles, build=False)
+    cache = Cache(path)
+    sel = select(cache, styles, opts.min_images)
+    if saved and sel.classes != saved["classes"]:
+        raise CanstyleError(f"the data's styles {sel.classes} differ from the run's {saved['classes']}")
+    if info.is_main and run is None and not dry_run:
+        run = ck.new_run_dir(out, f"can-{opts.preset}")
+    run = dd.broadcast_object(run, info)  # type: ignore[assignment]
+    return _Setup(opts, seed, cache, sel, run, ckpt)
+
+
+def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: str | None) -> None:
+    assert s.run is not None
+    if s.ckpt is not None:
+        ck.truncate_metrics(s.run / "metrics.jsonl", int(trainer.start_step))
+        return
+    config = {
+        "options": asdict(s.opts), "model": json.loads(trainer.cfg.to_json()), "seed": s.seed,
+        "data": str(data), "cache": str(s.cache.root.resolve()), "classes": s.sel.classes,
+        "images": int(len(s.sel.indices)), "world_size": info.world, "device": str(trainer.device),
+        "precision": precision_name(trainer.dtype), "canstyle_version": _version(),
+    }
+    ck.write_json(s.run / "config.json", config)
+    ck.write_json(s.run / "classes.json", s.sel.classes)
+
+
+def _version() -> str:
+    from canstyle import __version__
+
+    return __version__
+
+
+def train(
+    data: str | None, out: str = "runs", opts: TrainOptions | None = None, resume: str | None = None,
+    device: str = "auto", precision: str = "auto", seed: int | None = None,
+    callback: ProgressCallback | None = None, dry_run: bool = False,
+) -> TrainResult:
+    """Train (or resume) a CAN; returns where the run lives and how far it got."""
+    dev = resolve_device(device)
+    info = dd.init_distributed(dev)
+    dev = dd.local_device(dev, info)
+    dtype = resolve_precision(precision, dev)
+    # Adam's second moments and tiny late-layer gradients drift into denormal floats,
+    # which x86 CPUs process many times slower; flushing them to zero changes nothing visible.
+    flushed = dev.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        s = _setup(data, Path(out), opts or TrainOptions(), resume, seed, info, dry_run)
+        o = s.opts
+        cw = class_weights(s.sel.labels, len(s.sel.classes)) if o.balance_styles else None
+        batches = Batches(s.cache, s.sel, o.preset, o.batch_size, info.rank, info.world, s.seed, o.crop_min)
+        trainer = Trainer(o, o.model_config(len(s.sel.classes)), batches, cw, s.seed, dev, dtype, info)
+        trainer.start_step = 0
+        if s.ckpt is not None:
+            state = ck.load_checkpoint(s.ckpt)
+            trainer.load_state(state)
+            trainer.start_step = int(state["step"])
+        if dry_run:
+            return _dry_run(s, trainer)
+        if info.is_main:
+            _write_run_files(s, trainer, info, data)
+        return _loop(s, trainer, info, callback)
+    finally:
+        dd.shutdown(info)
+        if flushed:
+            torch.set_flush_denormal(False)  # the process-wide default, for other stages
+
+
+def _dry_run(s: _Setup, trainer: Trainer) -> TrainResult:
+    """Check data, models and one timed step, writing nothing."""
+    n_g = sum(p.numel() for p in trainer.g.parameters())
+    n_d = sum(p.numel() for p in trainer.d.parameters())
+    trainer.step(0)
+    t0 = time.perf_counter()
+    trainer.step(1)
+    secs = time.perf_counter() - t0
+    ips = s.opts.batch_size / secs
+    log.info("dry run: %d images in %d styles (%s); G %.2fM params, D %.2fM; %.1f images/s, "
+             "%d steps would take about %.1f h", len(s.sel.indices), len(s.sel.classes),
+             ", ".join(s.sel.classes), n_g / 1e6, n_d / 1e6, ips, s.opts.steps,
+             s.opts.steps * secs / 3600)
+    return TrainResult(None, 0, images_per_second=ips)
+
+
+def _save(s: _Setup, trainer: Trainer, step: int) -> Path:
+    assert s.run is not None
+    state = trainer.state(step)
+    state.update(seed=s.seed, classes=list(s.sel.classes), options=json.dumps(asdict(s.opts)))
+    return ck.save_checkpoint(s.run, step, state, s.opts.keep_checkpoints)
+
+
+def _sample(s: _Setup, trainer: Trainer, z: torch.Tensor, step: int) -> None:
+    from canstyle.can.generate import make_grid
+    from canstyle.imageio import save_image
+
+    assert s.run is not None
+    grid = make_grid(trainer.samples(z))
+    save_image(grid, s.run / "samples" / f"step{step:08d}.png",
+               {"command": "train", "step": step, "seed": s.seed, "run": s.run.name}, overwrite=True)
+
+
+def _tensorboard(run: Path | None) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: pip install 'canstyle[tensorboard]'
+        return None
+    return SummaryWriter(str(run / "tb")) if run is not None else None
+
+
+def _loop(s: _Setup, trainer: Trainer, info: dd.DistInfo, callback: ProgressCallback | None) -> TrainResult:
+    o, main = s.opts, info.is_main
+    z_fixed = torch.randn(o.n_samples, trainer.cfg.z_dim, generator=step_generator(s.seed, 0, 99))
+    tb = _tensorboard(s.run) if main else None
+    acc, n_acc, last = torch.zeros(len(METRICS)), 0, {}
+    step, interrupted, saved_at = trainer.start_step, False, -1
+    t0, imgs = time.perf_counter(), 0
+    with _StopFlag().installed() as stop:
+        while step < o.steps:
+            m = trainer.step(step)
+            m = dd.all_mean(torch.cat([m, torch.tensor([float(stop.requested)])]), info)
+            step += 1
+            acc, n_acc, imgs = acc + m[:-1], n_acc + 1, imgs + o.batch_size
+            ips = imgs / (time.perf_counter() - t0)
+            if step % o.log_every == 0 or step == o.steps or m[-1] > 0:
+                last = {k: round(float(v), 6) for k, v in zip(METRICS, acc / n_acc, strict=True)}
+                if main:
+                    _log_metrics(s.run, tb, step, last, ips)
+                acc, n_acc = torch.zeros(len(METRICS)), 0
+            if callback is not None:
+                callback(Progress(stage="train", step=step, total=o.steps, size=(o.preset, o.preset),
+                                  loss=float(m[1]), losses={k: float(v) for k, v in zip(METRICS, m, strict=False)}))
+            if m[-1] > 0:
+                interrupted = True
+                break
+            if main and (step % o.sample_every == 0 or step == o.steps):
+                _sample(s, trainer, z_fixed, step)
+            if main and (step % o.checkpoint_every == 0 or step == o.steps):
+                _save(s, trainer, step)
+                saved_at = step
+    if main and interrupted and saved_at != step:
+        path = _save(s, trainer, step)
+        log.warning("interrupted at step %d; saved %s (continue with --resume)", step, path)
+    if tb is not None:
+        tb.close()
+    return TrainResult(s.run, step, interrupted, last, ips if imgs else 0.0)
+
+
+def _log_metrics(run: Path | None, tb: Any, step: int, metrics: dict[str, float], ips: float) -> None:
+    assert run is not None
+    line = json.dumps({"step": step, **metrics, "images_per_s": round(ips, 2), "time": round(time.time(), 3)})
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(line + "\n")  # one write per line: a kill leaves at most one partial line
+    if tb is not None:
+        for k, v in metrics.items():
+            tb.add_scalar(k, v, step)

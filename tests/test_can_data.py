@@ -1,0 +1,202 @@
+"""Loader tests: all three input layouts, corrupt and missing files, the cache, crops.
+
+The fixture builders here are imported by the other test_can_* modules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from canstyle.can.data import (
+    HUGGAN_STYLES,
+    Cache,
+    class_weights,
+    detect_layout,
+    parse_styles,
+    prepare,
+)
+from canstyle.can.dataset import Batches, crop_square, diff_augment, parse_augment, select
+from canstyle.errors import CanstyleError
+
+COLOURS = {"Baroque": (150, 60, 30), "Impressionism": (70, 140, 220), "Ukiyo_e": (40, 170, 90)}
+
+
+def painting(style: str, i: int, h: int = 96, w: int = 120) -> Image.Image:
+    """A small synthetic 'painting' whose colour and texture depend on its style."""
+    rng = np.random.default_rng(i)
+    base = np.array(COLOURS[style], dtype=np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    freq = {"Baroque": 0.05, "Impressionism": 0.2, "Ukiyo_e": 0.5}[style]
+    pattern = np.sin(xx * freq + i) * np.cos(yy * freq)
+    img = base + 60 * pattern[..., None] + rng.normal(0, 10, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def jpeg_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+CORRUPT = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40  # a JPEG header and nothing after it
+
+
+def make_folders(root: Path, per_style: int = 6) -> Path:
+    for s in COLOURS:
+        (root / s).mkdir(parents=True, exist_ok=True)
+        for i in range(per_style):
+            painting(s, i, 80 + 8 * i, 100).save(root / s / f"p{i:02d}.jpg", quality=90)
+    (root / "Baroque" / "broken.jpg").write_bytes(CORRUPT)
+    (root / "Baroque" / "notes.txt").write_text("not an image")
+    return root
+
+
+def make_csv(root: Path, per_style: int = 6) -> Path:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = ["path,style"]
+    for s in COLOURS:
+        for i in range(per_style):
+            painting(s, i).save(root / "img" / f"{s}_{i}.png")
+            rows.append(f"img/{s}_{i}.png,{s}")
+    (root / "img" / "bad.jpg").write_bytes(CORRUPT)
+    rows += ["img/bad.jpg,Baroque", "img/missing.jpg,Ukiyo_e"]
+    (root / "styles.csv").write_text("\n".join(rows) + "\n")
+    return root / "styles.csv"
+
+
+def make_parquet(root: Path, per_style: int = 6) -> Path:
+    """One shard with the huggan/wikiart schema: image{bytes,path}, artist, genre, style (ints)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    images, styles = [], []
+    for s in COLOURS:
+        for i in range(per_style):
+            images.append({"bytes": jpeg_bytes(painting(s, i)), "path": None})
+            styles.append(HUGGAN_STYLES.index(s))
+    images += [{"bytes": CORRUPT, "path": None}, {"bytes": None, "path": None}]
+    styles += [HUGGAN_STYLES.index("Baroque"), HUGGAN_STYLES.index("Ukiyo_e")]
+    n = len(styles)
+    table = pa.table({
+        "image": pa.array(images, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "artist": pa.array([0] * n, type=pa.int64()), "genre": pa.array([1] * n, type=pa.int64()),
+        "style": pa.array(styles, type=pa.int64()),
+    })
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, root / "data" / "train-00000-of-00001.parquet")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["folders", "csv", "parquet"])
+def test_prepare_each_layout(tmp_path: Path, layout: str) -> None:
+    src = {"folders": make_folders, "csv": make_csv, "parquet": make_parquet}[layout](tmp_path / "src")
+    assert detect_layout(src) == layout
+    rep = prepare(src, tmp_path / "cache", size=48)
+    assert rep.count == 18
+    assert rep.counts == {s: 6 for s in COLOURS}
+    # folders: one corrupt; csv: one corrupt, one missing; parquet: corrupt bytes and null bytes
+    expected = {"folders": {"corrupt": 1}, "csv": {"corrupt": 1, "missing": 1}, "parquet": {"corrupt": 2}}
+    assert rep.skipped == expected[layout]
+    cache = Cache(tmp_path / "cache")
+    assert cache.classes == sorted(COLOURS)  # sorted, not filesystem or first-seen order
+    assert json.loads((tmp_path / "cache" / "meta.json").read_text())["skipped"] == expected[layout]
+    for i in range(len(cache)):
+        img = cache.image(i)
+        assert img.dtype == np.uint8 and min(img.shape[:2]) <= 48 and img.shape[2] == 3
+        assert max(img.shape[:2]) <= 2 * min(img.shape[:2])
+
+
+def test_cache_keeps_colours(tmp_path: Path) -> None:
+    src = make_folders(tmp_path / "src", per_style=2)
+    prepare(src, tmp_path / "cache", size=32)
+    cache = Cache(tmp_path / "cache")
+    for i in range(len(cache)):
+        mean = cache.image(i).reshape(-1, 3).mean(0)
+        expected = np.array(COLOURS[cache.classes[cache.labels[i]]])
+        assert np.abs(mean - expected).max() < 25
+
+
+def test_styles_subset_and_rare_styles(tmp_path: Path) -> None:
+    src = make_csv(tmp_path / "src")
+    rep = prepare(src, tmp_path / "cache", size=32, styles=["Ukiyo_e", "Baroque"])
+    assert rep.counts == {"Baroque": 6, "Ukiyo_e": 6}
+    assert rep.skipped == {"corrupt": 1, "missing": 1}
+    cache = Cache(tmp_path / "cache")
+    sel = select(cache, ["Ukiyo_e", "Baroque"])
+    assert sel.classes == ["Baroque", "Ukiyo_e"]
+    with pytest.raises(CanstyleError, match="not in the data"):
+        select(cache, ["Cubism", "Baroque"])
+    with pytest.raises(CanstyleError, match="at least 2 styles"):
+        select(cache, None, min_images=7)
+    assert parse_styles("paper") is not None and len(parse_styles("paper") or []) == 25
+    assert "Symbolism" not in (parse_styles("paper") or [])
+
+
+def test_existing_cache_is_not_clobbered(tmp_path: Path) -> None:
+    src = make_folders(tmp_path / "src", per_style=2)
+    prepare(src, tmp_path / "cache", size=32)
+    with pytest.raises(CanstyleError, match="exists"):
+        prepare(src, tmp_path / "cache", size=32)
+
+
+def test_class_weights_balance_styles() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    w = class_weights(labels, 2)
+    assert torch.allclose(w[labels].mean(), torch.tensor(1.0))
+    assert torch.isclose(w[0] * 90, w[1] * 10)  # each style carries the same total weight
+
+
+def test_multiscale_crops_cover_the_painting() -> None:
+    arr = np.arange(200 * 300 * 3, dtype=np.uint8).reshape(200, 300, 3)
+    sides, lefts = set(), set()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        u = torch.rand(4, generator=g)
+        x = crop_square(arr, u, 64, 0.5)
+        assert x.shape == (1, 3, 64, 64) and float(x.min()) >= 0 and float(x.max()) <= 1
+        sides.add(round(200 * (0.5 + 0.5 * float(u[0]))))
+        lefts.add(int(float(u[2]) * (300 - 100)))
+    assert min(sides) < 120 and max(sides) > 180 and max(lefts) > 150
+
+
+def test_batches_partition_global_batch(tmp_path: Path) -> None:
+    src = make_folders(tmp_path / "src", per_style=4)
+    prepare(src, tmp_path / "cache", size=32)
+    cache = Cache(tmp_path / "cache")
+    sel = select(cache)
+    one = Batches(cache, sel, 16, 8, seed=5)
+    two = [Batches(cache, sel, 16, 8, rank=r, world=2, seed=5) for r in range(2)]
+    for step in (0, 1, 7):
+        x1, y1 = one.get(step)
+        parts = [b.get(step) for b in two]
+        assert torch.equal(x1[0::2], parts[0][0]) and torch.equal(x1[1::2], parts[1][0])
+        assert torch.equal(y1[1::2], parts[1][1])
+    with pytest.raises(CanstyleError, match="fewer than"):
+        Batches(cache, sel, 16, 64)
+
+
+def test_diff_augment_is_differentiable_and_colour_free() -> None:
+    assert parse_augment("translation,cutout") == ("translation", "cutout")
+    with pytest.raises(CanstyleError, match="color"):
+        parse_augment("color")
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    u = torch.rand(4, 4, generator=torch.Generator().manual_seed(0))
+    y = diff_augment(x, ("translation", "cutout"), u)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad is not None and 0 < float(x.grad.mean()) < 1
+    t = diff_augment(x.detach(), ("translation",), u)
+    kept = t[t != 0]
+    assert torch.isin(kept, x.detach()).all()  # pixels move, their values never change
+
+
+def test_shared_art_labels_csv(shared_dir: Path, tmp_path: Path) -> None:
+    """The shared paintings load through their labels.csv (skipped when ../shared is absent)."""
+    rep = prepare(shared_dir / "art", tmp_path / "cache", size=32, styles=["Fauvism", "Ukiyo_e"])
+    assert rep.counts == {"Fauvism": 10, "Ukiyo_e": 10}
+    assert Cache(tmp_path / "cache").classes == ["Fauvism", "Ukiyo_e"]

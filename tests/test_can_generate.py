@@ -1,0 +1,121 @@
+"""Generation, export, the pipeline's loader, and the evaluation metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from canstyle.can.data import Cache, prepare
+from canstyle.can.dataset import select
+from canstyle.can.evaluate import kid, nn_distance, norm_entropy, split
+from canstyle.can.generate import (
+    export_generator,
+    generate,
+    load_generator,
+    parse_seeds,
+    seed_noise,
+)
+from canstyle.can.train import TrainOptions, train
+from canstyle.cli import main
+from canstyle.errors import CanstyleError
+from canstyle.imageio import load_rgb, read_metadata
+from canstyle.weights import read_metadata as st_metadata
+from tests.test_can_data import make_folders
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("can-gen")
+    prepare(make_folders(root / "src", per_style=6), root / "cache", size=64)
+    opts = TrainOptions(steps=4, batch_size=8, width=0.25, n_samples=4, checkpoint_every=4, sample_every=4)
+    res = train(str(root / "cache"), str(root / "runs"), opts, precision="fp32", seed=5)
+    assert res.run_dir is not None
+    return root / "cache", res.run_dir
+
+
+def test_export_and_load_generator(run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run_dir = run
+    out = export_generator(run_dir, tmp_path / "g.safetensors")
+    meta = st_metadata(out)
+    assert json.loads(meta["classes"]) == ["Baroque", "Impressionism", "Ukiyo_e"]
+    assert json.loads(meta["config"])["preset"] == 64
+    g1, cfg1, classes1 = load_generator(out)
+    g2, cfg2, classes2 = load_generator(run_dir)  # a run folder: its newest checkpoint, EMA weights
+    assert cfg1 == cfg2 and classes1 == classes2 and not g1.training
+    a, b = generate(g1, [0, 1]), generate(g2, [0, 1])
+    assert a.shape == (2, 3, 64, 64) and torch.allclose(a, b, atol=1e-6)
+    half = export_generator(run_dir, tmp_path / "h.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * out.stat().st_size
+    with pytest.raises(CanstyleError, match="exists"):
+        export_generator(run_dir, out)
+
+
+def test_each_seed_is_independent_of_the_batch(run: tuple[Path, Path]) -> None:
+    g, _, _ = load_generator(run[1])
+    together = generate(g, [3, 7, 9], batch=3)
+    alone = generate(g, [7])
+    assert torch.allclose(together[1:2], alone, atol=1e-5)
+    z = seed_noise(7, 100, truncation=0.5)
+    assert float(z.abs().max()) <= 0.5 and torch.equal(z, seed_noise(7, 100, truncation=0.5))
+    assert parse_seeds("0-2,9") == [0, 1, 2, 9]
+    with pytest.raises(CanstyleError):
+        parse_seeds("5-1")
+
+
+def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, run_dir = run
+    out = tmp_path / "gen"
+    assert main(["generate", str(run_dir), "-n", "3", "--seeds", "5-7", "-o", str(out), "--grid"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "seed0005.png", "seed0006.png", "seed0007.png"]
+    meta = read_metadata(out / "seed0007.png")
+    assert meta["seed"] == 7 and meta["command"] == "generate" and meta["classes"][0] == "Baroque"
+    assert load_rgb(out / "seed0007.png").shape == (1, 3, 64, 64)
+    with pytest.raises(SystemExit):  # no silent overwrite
+        main(["generate", str(run_dir), "--seeds", "7", "-o", str(out)])
+    assert main(["export", str(run_dir), "-o", str(tmp_path / "e.safetensors")]) == 0
+    assert load_generator(tmp_path / "e.safetensors")[2] == ["Baroque", "Impressionism", "Ukiyo_e"]
+
+
+def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                      isolated_home: Path) -> None:
+    cache, run_dir = run
+    report = tmp_path / "m.json"
+    assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(report),
+                 "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
+    m = json.loads(report.read_text())
+    assert m["n_samples"] == 12 and m["classes"] == ["Baroque", "Impressionism", "Ukiyo_e"]
+    for key in ("fake_entropy", "real_entropy", "fake_marginal_entropy"):
+        assert 0 <= m[key] <= 1
+    assert m["heldout_accuracy"] >= 2 / 3  # colour-coded styles are easy for the judge
+    assert m["heldout_balanced_accuracy"] >= 2 / 3 and m["judge_temperature"] > 0
+    assert np.isfinite(m["kid"]) and m["nn_distance_fake"] > 0
+    assert list((isolated_home / "home" / "can-eval").glob("features-*.safetensors"))  # cached real features
+    again = tmp_path / "m2.json"
+    assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(again),
+                 "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
+    assert json.loads(again.read_text()) == m  # the cached features give the same judge and numbers
+
+
+def test_metric_functions() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=g)
+    same, _ = kid(x[:100], x[100:])
+    near, _ = kid(x[:100], x[100:] + 0.3)
+    far, _ = kid(x[:100], x[100:] + 1.0)
+    assert abs(same) < near < far and abs(same) < 0.02 * far
+    p = torch.tensor([[1 / 3] * 3, [1.0, 0.0, 0.0]])
+    assert torch.allclose(norm_entropy(p), torch.tensor([1.0, 0.0]), atol=1e-6)
+    imgs = torch.rand(5, 3, 32, 32, generator=g)
+    d = nn_distance(imgs[:2], imgs)
+    assert torch.allclose(d, torch.zeros(2), atol=1e-6)  # memorised samples sit at distance 0
+
+
+def test_heldout_split_is_stratified(run: tuple[Path, Path]) -> None:
+    sel = select(Cache(run[0]))
+    tr, held = split(sel, 0.2, 0)
+    assert len(set(tr) & set(held)) == 0 and len(tr) + len(held) == len(sel.indices)
+    assert sorted(np.bincount(sel.labels[held]).tolist()) == [1, 1, 1]
