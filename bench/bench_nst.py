@@ -103,7 +103,7 @@ both final losses evaluated the same way, in fp32 at {args.size}x{args.size}, wi
 | run | what | wall time | final fp32 loss |
 | --- | --- | ---: | ---: |
 | baseline | single scale, fp32, L-BFGS, {args.baseline_evals} evaluations | {b["seconds"]:.1f} s | {b["loss_fp32"]["total"]:.4f} |
-| canstyle default | scales {StylizeOptions(**o).scales()}, {o["coarse_iterations"]} + {o["iterations"]} iterations, {c["precision"].replace("torch.", "")} autocast | {c["seconds"]:.1f} s | {c["loss_fp32"]["total"]:.4f} |
+| canstyle default | scales {StylizeOptions(**o).scales()}, {o["coarse_iterations"]} iterations per coarse scale + {o["iterations"]} at full size, {c["precision"].replace("torch.", "")} autocast | {c["seconds"]:.1f} s | {c["loss_fp32"]["total"]:.4f} |
 
 **Speed-up {r["speedup"]:.2f}x** with a final loss ratio of {r["loss_ratio"]:.3f} (canstyle / baseline).
 """
