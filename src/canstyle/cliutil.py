@@ -35,7 +35,7 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _positive_int(text: str) -> int:
+def _int(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -44,15 +44,13 @@ def _positive_int(text: str) -> int:
 
 
 def _field_type(tp: Any) -> Any:
-    if isinstance(tp, str):
-        tp = eval(tp, vars(typing), {"list": list})  # annotations are strings under PEP 563
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return _field_type(args[0])
     if origin is list:
         return _float_list
-    return {int: _positive_int}.get(tp, tp)
+    return {int: _int}.get(tp, tp)
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
