@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 
 import torch
 
 from canstyle.errors import CanstyleError
-
-log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -148,6 +148,14 @@ def encode_metadata(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def check_output_format(path: str | os.PathLike[str]) -> str:
+    """The lower-case suffix of an output path, if canstyle can write it."""
+    ext = Path(path).suffix.lower()
+    if ext not in (".png", ".jpg", ".jpeg"):
+        raise CanstyleError(f"unsupported output format {ext or '(none)'!r}: use .png or .jpg")
+    return ext
+
+
 def save_image(
     img: torch.Tensor | Image.Image,
     path: str | os.PathLike[str],
@@ -157,9 +165,7 @@ def save_image(
 ) -> Path:
     """Save atomically as PNG (params in a text chunk) or JPEG (quality 95)."""
     out = Path(path)
-    ext = out.suffix.lower()
-    if ext not in (".png", ".jpg", ".jpeg"):
-        raise CanstyleError(f"unsupported output format {ext or '(none)'!r}: use .png or .jpg")
+    ext = check_output_format(out)
     im = img if isinstance(img, Image.Image) else tensor_to_pil(img, alpha)
     meta = encode_metadata(params or {})
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from canstyle.fsutil import check_writable
-    from canstyle.imageio import load_image, save_image
+    from canstyle.imageio import check_output_format, load_image, save_image
     from canstyle.nst.stylize import StyleTransfer, StylizeOptions
     from canstyle.progress import TqdmProgress
 
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.save_every < 0:
         raise CanstyleError("--save-every must be >= 0")
     check_writable(args.output, args.overwrite)
-    if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise CanstyleError(f"unsupported output format {args.output.suffix!r}: use .png or .jpg")
+    check_output_format(args.output)  # fail before the long computation, not after it
     content = load_image(args.content)
     styles = [load_image(s).rgb for s in args.styles]
     seed = args.seed if args.seed is not None else random.randrange(2**31)

@@ -112,7 +112,8 @@ def load_features(name: str = "auto", pooling: str = "max") -> VGGFeatures:
 
     state, meta = weights.load_weights(name)
     net = VGGFeatures(name, meta.get("convention", "torch"), pooling=pooling)
-    missing, unexpected = net.convs.load_state_dict(state, strict=False)
-    if unexpected or missing:
-        raise CanstyleError(f"cached {name} weights do not fit the network: missing {missing}")
+    try:
+        net.convs.load_state_dict(state)
+    except RuntimeError as e:
+        raise CanstyleError(f"cached {name} weights do not fit the network: {e}") from None
     return net
