@@ -17,6 +17,8 @@ _LAZY = {
     "StylizeOptions": "canstyle.nst.stylize",
     "upscale": "canstyle.sr.upscaler",
     "Upscaler": "canstyle.sr.upscaler",
+    "Pipeline": "canstyle.pipeline",
+    "PipelineOutput": "canstyle.pipeline",
     "Progress": "canstyle.progress",
     "CanstyleError": "canstyle.errors",
     "load_image": "canstyle.imageio",

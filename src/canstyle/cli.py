@@ -17,6 +17,8 @@ from canstyle.errors import CanstyleError
 
 # name -> (module, one-line help). Add a stage by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("canstyle.demo_cli", "paint the bundled photos with a CAN-made painting (offline)"),
+    "create": ("canstyle.create_cli", "invent a painting with the CAN, upscale it, paint your photos with it"),
     "stylize": ("canstyle.nst.cli", "paint a photo in the style of one or more paintings (Gatys)"),
     "upscale": ("canstyle.sr.cli", "upscale images x2/x4/x8 with a super-resolution network"),
     "train-sr": ("canstyle.sr.train_cli", "fine-tune a super-resolution model on your images"),

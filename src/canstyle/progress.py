@@ -36,8 +36,14 @@ class TqdmProgress:
         from tqdm.auto import tqdm
 
         self._bar = tqdm(desc=desc, disable=disable, unit="it", dynamic_ncols=True)
+        self._stage = desc
 
     def __call__(self, p: Progress) -> None:
+        # Multi-stage work (the pipeline: generate, upscale, stylize) restarts the bar per stage.
+        if p.stage != self._stage or p.step < self._bar.n:
+            self._stage = p.stage
+            self._bar.set_description(p.stage, refresh=False)
+            self._bar.reset(total=p.total)  # also restarts the rate clock
         if self._bar.total != p.total:
             self._bar.total = p.total
         self._bar.n = p.step

@@ -46,24 +46,33 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
         ckpt = load_checkpoint(find_checkpoint(p))
         cfg, classes, state = ModelConfig.from_json(ckpt["model"]), list(ckpt["classes"]), ckpt["G_ema"]
     g = Generator(cfg)
-    g.load_state_dict(state)
+    try:
+        g.load_state_dict(state)
+    except RuntimeError:  # weights that do not fit the stored config: a damaged or edited file
+        raise CanstyleError(f"{p}: the generator weights do not match its preset-{cfg.preset} config") from None
     return g.to(device).eval().requires_grad_(False), cfg, classes
 
 
 def export_generator(src: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = False,
                      overwrite: bool = False) -> Path:
     """Write the EMA generator of a checkpoint (or run) as a small safetensors file."""
-    from safetensors.torch import save_file
-
     path = find_checkpoint(src)
     ckpt = load_checkpoint(path)
+    extra = {"step": str(ckpt["step"]), "seed": str(ckpt.get("seed", "")),
+             "options": ckpt.get("options", "{}"), "source": str(path.resolve())}
+    return save_generator(ckpt["G_ema"], ckpt["model"], list(ckpt["classes"]), out, half=half,
+                          overwrite=overwrite, extra=extra)
+
+
+def save_generator(state: dict[str, torch.Tensor], config: str, classes: list[str],
+                   out: str | os.PathLike[str], half: bool = False, overwrite: bool = False,
+                   extra: dict[str, str] | None = None) -> Path:
+    """Write generator weights plus their config (JSON) and class names as safetensors."""
+    from safetensors.torch import save_file
+
     dtype = torch.float16 if half else torch.float32
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in ckpt["G_ema"].items()}
-    meta = {
-        "format": EXPORT_FORMAT, "config": ckpt["model"], "classes": json.dumps(list(ckpt["classes"])),
-        "step": str(ckpt["step"]), "seed": str(ckpt.get("seed", "")), "options": ckpt.get("options", "{}"),
-        "source": str(path.resolve()),
-    }
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    meta = {"format": EXPORT_FORMAT, "config": config, "classes": json.dumps(classes), **(extra or {})}
     return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
 
 

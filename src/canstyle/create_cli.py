@@ -1,0 +1,156 @@
+"""``canstyle create CONTENT... -o OUTDIR``: CAN painting -> SR -> style transfer, with run.json.
+
+``canstyle demo`` (``demo_cli``) is this command on the bundled photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
+from canstyle.errors import CanstyleError
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("content", type=Path, nargs="+", help="photos to paint")
+    add_create_arguments(p)
+
+
+def add_create_arguments(p: argparse.ArgumentParser) -> None:
+    """Every flag of ``create`` except the photos (``demo`` shares them)."""
+    from canstyle.nst.features import FEATURE_CHOICES
+    from canstyle.nst.stylize import StylizeOptions
+    from canstyle.sr.zoo import DEFAULT_MODEL
+
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="CAN run folder, checkpoint or exported .safetensors "
+                        "(default: the embedded CAN trained on public-domain paintings)")
+    p.add_argument("--art-seed", type=int, default=None,
+                   help="seed of the first CAN painting (default: random, recorded in run.json)")
+    p.add_argument("--n-arts", type=int, default=1, help="paintings to make: art seeds S, S+1, ...")
+    p.add_argument("--art-size", type=int, default=None,
+                   help="expected CAN painting size; must match the checkpoint's preset (default: the preset's)")
+    p.add_argument("--style-size", type=int, default=None,
+                   help="side of the upscaled painting used as the style (default: --size)")
+    p.add_argument("--truncation", type=float, default=None, help="CAN noise truncation (redraw beyond +-T)")
+    p.add_argument("--sr-model", default=DEFAULT_MODEL, help="super-resolution model name or .safetensors")
+    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_dataclass_args(p, StylizeOptions)
+    add_runtime_args(p)
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Output stems for the photos, made unique when two share a file name."""
+    names: list[str] = []
+    for p in paths:
+        name, k = p.stem, 2
+        while name in names:
+            name, k = f"{p.stem}-{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.n_arts < 1:
+        raise CanstyleError("--n-arts must be at least 1")
+    if args.art_seed is not None and args.art_seed < 0:
+        raise CanstyleError("--art-seed must be >= 0")
+    if args.style_size is not None and args.style_size < 32:
+        raise CanstyleError("--style-size must be at least 32")
+    if args.output.exists() and not args.output.is_dir():
+        raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from canstyle.fsutil import atomic_write_bytes, check_writable
+    from canstyle.imageio import load_image
+    from canstyle.nst.stylize import StylizeOptions
+    from canstyle.pipeline import Pipeline, sr_passes
+
+    t_start = time.perf_counter()
+    opts = dataclass_from_args(StylizeOptions, args)
+    opts.validate()
+    _check_args(args)
+    photos = [load_image(c) for c in args.content]  # a bad photo fails now, not after an hour
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    art0 = args.art_seed if args.art_seed is not None else random.randrange(2**31 - args.n_arts)
+    art_seeds = list(range(art0, art0 + args.n_arts))
+    pipe = Pipeline(args.checkpoint, features=args.features, sr_model=args.sr_model, device=args.device,
+                    precision=args.precision, pooling=opts.pooling, art_size=args.art_size)
+    style_size = args.style_size or opts.size
+    factor = 2 ** sr_passes(pipe.config.size, style_size)
+    out, names = args.output, _names(args.content)
+    plan = {s: {"art": out / f"art_seed{s:04d}.png", "style": out / f"art_seed{s:04d}_x{factor}.png",
+                "results": [out / f"{n}_seed{s:04d}.png" for n in names]} for s in art_seeds}
+    files = [p for v in plan.values() for p in (v["art"], v["style"], *v["results"])]
+    for p in [*files, out / "contact_sheet.jpg", out / "run.json"]:
+        check_writable(p, args.overwrite)  # never clobber, and fail before computing
+    record: dict[str, Any] = {
+        "command": "create", "contents": [str(c) for c in args.content], "art_seeds": art_seeds,
+        "seed": seed, "style_size": style_size, "truncation": args.truncation, "sr_factor": factor,
+        **pipe.describe(), "weights": pipe.weights_info(), "stylize": dataclasses.asdict(opts),
+    }
+    timing = {"load": round(time.perf_counter() - t_start, 2), "paint": [], "stylize": []}
+    rows = _make_all(pipe, photos, plan, opts, seed, args, record, timing)
+    _save_sheet(rows, out / "contact_sheet.jpg", record, args.overwrite)
+    timing["total"] = round(time.perf_counter() - t_start, 2)
+    record["timing"] = timing
+    record["outputs"] = [str(p.relative_to(out)) for p in files] + ["contact_sheet.jpg"]
+    atomic_write_bytes(out / "run.json", (json.dumps(record, indent=1) + "\n").encode(), overwrite=args.overwrite)
+    print(f"canstyle: {len(art_seeds) * len(photos)} painted photo(s), the CAN art and a contact sheet "
+          f"are in {out}/ (see {out / 'contact_sheet.jpg'}, parameters in {out / 'run.json'})")
+    return 0
+
+
+def _make_all(pipe, photos, plan, opts, seed, args, record, timing):  # type: ignore[no-untyped-def]
+    """Paint every (art seed, photo) pair; returns the contact sheet rows."""
+    import torch
+
+    from canstyle.imageio import save_image
+    from canstyle.nst.losses import resize_to
+    from canstyle.progress import TqdmProgress
+
+    base = {k: record[k] for k in ("checkpoint", "preset", "sr_model", "features", "truncation", "style_size")}
+    rows = []
+    with TqdmProgress("create", disable=args.quiet) as bar:
+        for art_seed, paths in plan.items():
+            t0 = time.perf_counter()
+            artwork = pipe.paint(art_seed, record["style_size"], args.truncation, bar)
+            timing["paint"].append(round(time.perf_counter() - t0, 2))
+            meta = {"command": "create", **base, "art_seed": art_seed}
+            save_image(artwork.art, paths["art"], {**meta, "stage": "can"}, overwrite=args.overwrite)
+            save_image(artwork.style, paths["style"], {**meta, "stage": "sr", "sr_factor": artwork.sr_factor},
+                       overwrite=args.overwrite)
+            for photo, path in zip(photos, paths["results"], strict=True):
+                t0 = time.perf_counter()
+                # A fresh generator per result: any one output is reproducible from (art seed, seed).
+                result = pipe(photo.rgb, artwork=artwork, options=opts, callback=bar,
+                              generator=torch.Generator().manual_seed(seed)).images[0]
+                timing["stylize"].append(round(time.perf_counter() - t0, 2))
+                alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
+                save_image(result, path, {**meta, "stage": "stylize", "seed": seed, "content": str(photo.path),
+                                          **record["stylize"]}, alpha=alpha, overwrite=args.overwrite)
+                log.info("wrote %s", path)
+                rows.append([photo.rgb, artwork.style, result])
+    return rows
+
+
+def _save_sheet(rows, path: Path, record: dict, overwrite: bool) -> None:  # type: ignore[no-untyped-def]
+    from canstyle.imageio import save_image
+    from canstyle.pipeline import contact_sheet
+
+    meta = {"command": "create", "layout": "photo | CAN painting (upscaled) | result",
+            "art_seeds": record["art_seeds"], "seed": record["seed"]}
+    save_image(contact_sheet(rows), path, meta, overwrite=overwrite)

@@ -1,0 +1,191 @@
+"""The whole system: a CAN invents a painting, SR enlarges it, Gatys paints the photo with it.
+
+``Pipeline`` holds the three stages' models so repeated calls (the CLI's loop
+over photos and art seeds, the web studio) load nothing twice. It follows the
+diffusers habit: build once, then ``pipe(content, generator=...)``.
+
+    pipe = Pipeline()                       # the embedded default CAN, offline
+    out = pipe(load_rgb("me.jpg"), art_seed=7, generator=torch.Generator().manual_seed(0))
+    save_image(out.images[0], "me_painted.png")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from canstyle.errors import CanstyleError
+from canstyle.progress import Progress, ProgressCallback
+
+DEFAULT_CAN = Path(__file__).resolve().parent / "assets" / "can_default.safetensors"
+
+
+@dataclass
+class Artwork:
+    """One CAN painting: the raw generator output and the upscaled copy used as the style."""
+
+    seed: int
+    art: torch.Tensor  # 1x3xSxS in [0, 1], the generator's native size
+    style: torch.Tensor  # 1x3xHxH in [0, 1], after super-resolution
+    sr_factor: int  # product of the x2 SR passes (1 = none)
+
+
+@dataclass
+class PipelineOutput:
+    images: list[torch.Tensor]  # one 1x3xhxw result per content image
+    artwork: Artwork
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+def sr_passes(native: int, target: int) -> int:
+    """How many x2 passes bring ``native`` pixels to at least ``target``."""
+    return max(0, math.ceil(math.log2(target / native))) if target > native else 0
+
+
+class Pipeline:
+    """CAN -> super-resolution -> Gatys style transfer, with models loaded once."""
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        *,
+        features: str = "auto",
+        sr_model: str | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        pooling: str = "max",
+        tile: int = 256,
+        art_size: int | None = None,
+    ) -> None:
+        from canstyle.can.generate import load_generator
+        from canstyle.device import resolve_device
+        from canstyle.nst.stylize import StyleTransfer
+        from canstyle.sr.upscaler import Upscaler
+        from canstyle.sr.zoo import DEFAULT_MODEL
+
+        if checkpoint is None and not DEFAULT_CAN.is_file():
+            raise CanstyleError(f"canstyle is missing its default CAN {DEFAULT_CAN.name}; reinstall canstyle")
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CAN
+        if self.checkpoint.is_dir():  # a run folder: record which checkpoint was used
+            from canstyle.can.checkpoint import find_checkpoint
+
+            self.checkpoint = find_checkpoint(self.checkpoint)
+        self.device = resolve_device(device)
+        # The generator is tiny; it runs in fp32 so an art seed gives the same painting everywhere.
+        self.generator, self.config, self.classes = load_generator(self.checkpoint, self.device)
+        if art_size is not None and art_size != self.config.size:
+            raise CanstyleError(
+                f"{self.checkpoint} is a preset-{self.config.preset} CAN ({self.config.size}x"
+                f"{self.config.size} paintings), but --art-size {art_size} was asked; "
+                "drop --art-size or use a matching checkpoint"
+            )
+        self.sr_model = sr_model or DEFAULT_MODEL
+        self.upscaler = Upscaler(self.sr_model, str(self.device), precision, tile=tile)
+        self.engine = StyleTransfer(features, str(self.device), precision, pooling=pooling)
+
+    # -- stages ----------------------------------------------------------
+    def paint(self, art_seed: int, style_size: int = 512, truncation: float | None = None,
+              callback: ProgressCallback | None = None) -> Artwork:
+        """Generate the painting for ``art_seed`` and enlarge it to ``style_size`` pixels."""
+        from canstyle.can.generate import generate
+
+        if art_seed < 0:
+            raise CanstyleError(f"art seeds must be >= 0, got {art_seed}")
+        art = generate(self.generator, [art_seed], truncation)
+        if callback is not None:
+            callback(Progress("generate", 1, 1, size=tuple(art.shape[-2:])))
+        n = sr_passes(art.shape[-1], style_size)
+        style = self.upscaler(art, 2**n, callback) if n else art
+        if style.shape[-1] != style_size:
+            # SR works in x2 steps; land exactly on the asked size with an antialiased resize.
+            style = F.interpolate(style, size=(style_size, style_size), mode="bicubic",
+                                  antialias=True, align_corners=False).clamp(0, 1)
+        return Artwork(art_seed, art, style, 2**n)
+
+    def __call__(
+        self,
+        content: torch.Tensor | list[torch.Tensor],
+        *,
+        art_seed: int | None = None,
+        artwork: Artwork | None = None,
+        generator: torch.Generator | None = None,
+        options: Any = None,
+        style_size: int | None = None,
+        truncation: float | None = None,
+        callback: ProgressCallback | None = None,
+        preview_every: int = 0,
+        **overrides: object,
+    ) -> PipelineOutput:
+        """Paint each content image (1x3xHxW in [0, 1]) in the style of one CAN painting.
+
+        ``art_seed`` picks the painting; without it one is drawn from ``generator``,
+        which also seeds the Gaussian noise every stylisation starts from. Pass
+        ``artwork`` to reuse a painting. ``options``/``overrides`` are ``StylizeOptions``.
+        """
+        from dataclasses import asdict
+
+        from canstyle.nst.stylize import StylizeOptions
+
+        opts = StylizeOptions(**{**asdict(options or StylizeOptions()), **overrides})
+        opts.validate()
+        contents = [content] if isinstance(content, torch.Tensor) else list(content)
+        if not contents:
+            raise CanstyleError("at least one content image is needed")
+        timings: dict[str, float] = {}
+        if artwork is None:
+            if art_seed is None:
+                art_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            t0 = time.perf_counter()
+            artwork = self.paint(art_seed, style_size or opts.size, truncation, callback)
+            timings["paint"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        images = [
+            self.engine(c, artwork.style, opts, generator=generator, callback=callback,
+                        preview_every=preview_every)
+            for c in contents
+        ]
+        timings["stylize"] = time.perf_counter() - t0
+        return PipelineOutput(images, artwork, timings)
+
+    # -- provenance ------------------------------------------------------
+    def weights_info(self) -> dict[str, dict[str, str]]:
+        """Path and sha256 of every weight file used, for run.json."""
+        from canstyle import weights
+        from canstyle.sr.zoo import is_weights_file, weight_name
+
+        sr_file = (Path(self.sr_model) if is_weights_file(self.sr_model)
+                   else weights.cached_path(weight_name(self.sr_model)))
+        files = {"can": self.checkpoint, "sr": sr_file,
+                 "features": weights.cached_path(self.engine.features)}
+        return {k: {"path": str(p), "sha256": weights.sha256_file(p)} for k, p in files.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """The models in use, in JSON-able form."""
+        return {
+            "checkpoint": str(self.checkpoint), "preset": self.config.preset,
+            "art_size": self.config.size, "classes": self.classes, "sr_model": self.sr_model,
+            "features": self.engine.features, "device": str(self.device),
+            "precision": str(self.engine.dtype).replace("torch.", ""),
+        }
+
+
+def contact_sheet(rows: list[list[torch.Tensor]], height: int = 320, pad: int = 8) -> torch.Tensor:
+    """Lay out rows of 1x3xHxW images (e.g. photo, art, result), each scaled to ``height``."""
+    cells = [[F.interpolate(im[:, :3].float(), size=(height, max(1, round(im.shape[-1] * height / im.shape[-2]))),
+                            mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+              for im in row] for row in rows]
+    widths = [sum(c.shape[-1] for c in row) + pad * (len(row) + 1) for row in cells]
+    sheet = torch.ones(1, 3, len(rows) * (height + pad) + pad, max(widths))
+    for r, row in enumerate(cells):
+        x, y = pad, pad + r * (height + pad)
+        for c in row:
+            sheet[..., y : y + height, x : x + c.shape[-1]] = c
+            x += c.shape[-1] + pad
+    return sheet
