@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -9,9 +11,9 @@ from torch import nn
 from canstyle.can.models import ModelConfig, build, refresh_bn_stats
 
 
-@pytest.mark.parametrize("preset", [64, 128])
-def test_shapes(preset: int) -> None:
-    cfg = ModelConfig(preset=preset, n_classes=5, width=0.25)
+@pytest.mark.parametrize(("preset", "upsample"), [(64, "deconv"), (128, "deconv"), (64, "resize")])
+def test_shapes(preset: int, upsample: str) -> None:
+    cfg = ModelConfig(preset=preset, n_classes=5, width=0.25, upsample=upsample)
     g, d = build(cfg)
     z = torch.randn(3, 100)
     x = g(z)
@@ -61,3 +63,16 @@ def test_eval_samples_do_not_depend_on_batch() -> None:
     with torch.no_grad():
         assert torch.allclose(g(z)[1:2], g(z[1:2]), atol=1e-5)
     assert g.project_bn.momentum == 0.1
+
+
+def test_resize_upsampling_has_no_transposed_convs_and_round_trips() -> None:
+    cfg = ModelConfig(preset=64, n_classes=3, width=0.25, upsample="resize")
+    g, _ = build(cfg)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert sum(isinstance(m, nn.Upsample) for m in g.modules()) == 4
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    # Configs written before the option existed load as the paper's deconv generator.
+    old = {k: v for k, v in json.loads(cfg.to_json()).items() if k != "upsample"}
+    assert ModelConfig.from_json(old).upsample == "deconv"
+    with pytest.raises(ValueError):
+        ModelConfig(upsample="pixelshuffle")

@@ -25,6 +25,7 @@ PRESETS: dict[int, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
     256: (1024, (1024, 512, 256, 128, 64, 3), (32, 64, 128, 256, 512, 512)),  # the paper's
 }
 STYLE_HIDDEN = (1024, 512)  # the style MLP of the paper's reproductions
+UPSAMPLE = ("deconv", "resize")
 
 
 @dataclass
@@ -37,10 +38,16 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier (tests use tiny models); 1.0 = the preset as published
     spectral_norm: bool = True  # D without BatchNorm; False = the paper's BatchNorm D
     style_hidden: tuple[int, ...] = field(default=STYLE_HIDDEN)
+    # "deconv" = the paper's 4x4 stride-2 transposed convs; "resize" = nearest x2 + 3x3 conv,
+    # which avoids their checkerboard pattern (Odena et al. 2016). Style transfer copies that
+    # pattern from the painting, so canstyle's default CAN uses "resize".
+    upsample: str = "deconv"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset}: choose from {sorted(PRESETS)}")
+        if self.upsample not in UPSAMPLE:
+            raise ValueError(f"unknown upsample {self.upsample!r}: choose from {UPSAMPLE}")
         self.style_hidden = tuple(self.style_hidden)
 
     @property
@@ -81,7 +88,10 @@ class Generator(nn.Module):
         c_in = base
         for i, c_out in enumerate(stages):
             last = i == len(stages) - 1
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=last))
+            if cfg.upsample == "resize":
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=last)]
+            else:
+                layers.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=last))
             layers += [nn.Tanh()] if last else [GlobalBatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
         self.body = nn.Sequential(*layers)

@@ -25,7 +25,7 @@ from canstyle.can import dist as dd
 from canstyle.can.data import Cache, class_weights, ensure_cache, parse_styles
 from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
 from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
-from canstyle.can.models import PRESETS, ModelConfig
+from canstyle.can.models import PRESETS, UPSAMPLE, ModelConfig
 from canstyle.can.trainer import METRICS, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
@@ -62,6 +62,8 @@ class TrainOptions:
     min_images: int = _opt(0, "drop styles with fewer images than this")
     cache_size: int = _opt(0, "short side of cached images when DATA is not a cache (0 = 2 x preset)")
     width: float = _opt(1.0, "channel multiplier of both networks (1 = the preset as published)")
+    upsample: str = _opt("deconv", "G's up-sampling: deconv (the paper) or resize (no checkerboard)",
+                         choices=UPSAMPLE)
     channels_last: bool = _opt(True, "channels-last memory format (faster with oneDNN/cuDNN)")
     log_every: int = _opt(10, "write averaged metrics every N steps")
     sample_every: int = _opt(500, "save an EMA sample grid every N steps")
@@ -84,7 +86,7 @@ class TrainOptions:
 
     def model_config(self, n_classes: int) -> ModelConfig:
         return ModelConfig(preset=self.preset, n_classes=n_classes, width=self.width,
-                           spectral_norm=self.spectral_norm)
+                           spectral_norm=self.spectral_norm, upsample=self.upsample)
 
 
 # Options that may change when a run is resumed; the others define the run.
