@@ -119,3 +119,11 @@ def test_jpeg_quality_and_metadata(tmp_path):
     assert read_metadata(p) == {"seed": 1}
     with pytest.raises(CanstyleError, match="unsupported output"):
         save_image(x, tmp_path / "o.gif", {})
+
+
+def test_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    from canstyle import fsutil
+
+    path = fsutil.atomic_write_bytes(tmp_path / "x.bin", b"data")
+    assert path.read_bytes() == b"data"
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~fsutil._UMASK
