@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("canstyle.can.generate_cli", "generate paintings from a CAN checkpoint"),
     "export": ("canstyle.can.export_cli", "export a CAN generator as small safetensors"),
     "evaluate": ("canstyle.can.evaluate_cli", "style-ambiguity and quality metrics of a CAN"),
+    "serve": ("canstyle.web.cli", "the local web studio: upload photos, pick paintings, watch jobs live"),
 }
 
 

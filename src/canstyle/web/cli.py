@@ -1,0 +1,95 @@
+"""``canstyle serve``: the local web studio (FastAPI + uvicorn), on loopback unless --listen."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from canstyle.cliutil import add_runtime_args
+from canstyle.errors import CanstyleError
+
+log = logging.getLogger("canstyle")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.nst.features import FEATURE_CHOICES
+
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback: only this machine)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port")
+    p.add_argument("--listen", action="store_true",
+                   help="bind 0.0.0.0 so other machines can connect (no authentication: trusted networks only)")
+    p.add_argument("--output", type=Path, default=Path("canstyle-studio"),
+                   help="folder for uploads, results and job history (kept across restarts)")
+    p.add_argument("--models", type=Path, default=None,
+                   help="folder of exported CAN generators (*.safetensors) to offer (default: OUTPUT/models)")
+    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
+                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the worker (default: $OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest upload in MiB")
+    p.add_argument("--max-upload-mp", type=float, default=40.0, help="largest upload in megapixels")
+    add_runtime_args(p, seed=False)
+
+
+def _threads(requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
+def lock_output(folder: Path) -> Any:
+    """Hold an exclusive lock on the output folder for the server's lifetime.
+
+    Two servers on one folder would each take the other's running job for a crashed one.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / ".serve.lock", "w")  # noqa: SIM115 -- held open until the process ends
+    try:
+        import fcntl
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # not POSIX: no lock, as before
+        pass
+    except OSError:
+        f.close()
+        raise CanstyleError(f"another canstyle serve is already using {folder}; stop it or pick "
+                            "another --output") from None
+    return f
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    import uvicorn
+
+    from canstyle.web.app import create_app
+    from canstyle.web.security import LOOPBACK_HOSTS
+
+    if not 0 <= args.port <= 65535:
+        raise CanstyleError(f"--port must be 0-65535, got {args.port}")
+    if args.threads is not None and args.threads < 1:
+        raise CanstyleError("--threads must be at least 1")
+    if args.output.exists() and not args.output.is_dir():
+        raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+    lock = lock_output(args.output)
+    # One job at a time uses these threads; the event loop and uploads need almost none.
+    torch.set_num_threads(_threads(args.threads))
+    host = "0.0.0.0" if args.listen else args.host
+    # On loopback, answer only to loopback names: a DNS-rebinding page cannot reach us.
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    allowed = (set(LOOPBACK_HOSTS) | {host}) if loopback else None
+    if not loopback:
+        log.warning("canstyle serve: listening on %s: anyone who can reach this port can use the studio", host)
+    app = create_app(args.output, models_dir=args.models, features=args.features, device=args.device,
+                     precision=args.precision, allowed_hosts=allowed,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20),
+                     max_upload_pixels=int(args.max_upload_mp * 1e6))
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    print(f"canstyle studio: http://{shown}:{args.port}/  (results in {args.output}/; Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=args.port, log_level="warning" if args.quiet else "info",
+                timeout_graceful_shutdown=5)
+    lock.close()
+    return 0
