@@ -173,12 +173,22 @@ def test_bad_input(tiny_can: Path, photo: Path, tmp_path: Path, capsys: pytest.C
     assert not Path(out).exists() or not any(Path(out).iterdir())
 
 
+def test_demo_uses_the_embedded_can(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), *FAST]) == 0
+    assert str(out) in capsys.readouterr().out  # it says where the results are
+    run = json.loads((out / "run.json").read_text())
+    assert run["checkpoint"].endswith("can_default.safetensors") and run["art_seeds"] == [24]
+    assert {Path(c).name for c in run["contents"]} == {"astronaut.jpg", "chelsea.jpg"}
+    assert (out / "astronaut_seed0024.png").exists() and (out / "chelsea_seed0024.png").exists()
+
+
 def test_demo_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["demo", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert "--art-seed" in text and "(default: 0)" in text and "--checkpoint" in text
+    assert "--art-seed" in text and "(default: 24)" in text and "--checkpoint" in text
 
 
 def test_contact_sheet_layout() -> None:
