@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except CanstyleError as e:
         fail(str(e))
+    except OSError as e:  # disk full, permissions, a file where a folder should be: the user's to fix
+        if ns.verbose:
+            raise
+        fail(f"{e} (run with -v for details)")
     except KeyboardInterrupt:
         print("canstyle: interrupted", file=sys.stderr)
         return 130

@@ -12,10 +12,17 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
 from canstyle.errors import CanstyleError
+
+if TYPE_CHECKING:  # annotations only; the heavy imports stay lazy
+    import torch
+
+    from canstyle.imageio import LoadedImage
+    from canstyle.nst.stylize import StylizeOptions
+    from canstyle.pipeline import Pipeline
 
 log = logging.getLogger("canstyle")
 
@@ -52,31 +59,49 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _names(paths: list[Path]) -> list[str]:
-    """Output stems for the photos, made unique when two share a file name."""
-    names: list[str] = []
+    """Output stems for the photos, unique, and never "art" (that would be the CAN's file name)."""
+    taken, names = {"art"}, []
     for p in paths:
         name, k = p.stem, 2
-        while name in names:
+        while name in taken:
             name, k = f"{p.stem}-{k}", k + 1
+        taken.add(name)
         names.append(name)
     return names
+
+
+MAX_SEED = 2**63 - 1  # torch seeds are 64-bit
 
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.n_arts < 1:
         raise CanstyleError("--n-arts must be at least 1")
-    if args.art_seed is not None and args.art_seed < 0:
-        raise CanstyleError("--art-seed must be >= 0")
+    for flag, seed in (("--art-seed", args.art_seed), ("--seed", args.seed)):
+        if seed is not None and not 0 <= seed <= MAX_SEED - args.n_arts:
+            raise CanstyleError(f"{flag} must be between 0 and 2**63 - {args.n_arts + 1}, got {seed}")
     if args.style_size is not None and args.style_size < 32:
         raise CanstyleError("--style-size must be at least 32")
-    if args.output.exists() and not args.output.is_dir():
-        raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+    _check_output_folder(args.output)
+
+
+def _check_output_folder(out: Path) -> None:
+    """Fail now if OUTDIR cannot be created or written, not after the first hour of work."""
+    import os
+
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "--output" if existing == out else f"--output's parent {existing}"
+        raise CanstyleError(f"{what} is a file, not a folder: {existing}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CanstyleError(f"cannot write in {existing}")
 
 
 def run(args: argparse.Namespace) -> int:
     from canstyle.fsutil import atomic_write_bytes, check_writable
     from canstyle.imageio import load_image
-    from canstyle.nst.stylize import StylizeOptions
+    from canstyle.nst.stylize import StylizeOptions, fit_size
     from canstyle.pipeline import Pipeline, sr_passes
 
     t_start = time.perf_counter()
@@ -84,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     opts.validate()
     _check_args(args)
     photos = [load_image(c) for c in args.content]  # a bad photo fails now, not after an hour
+    for photo in photos:
+        fit_size(tuple(photo.rgb.shape[-2:]), opts.size)  # too thin to stylise: fail now too
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     art0 = args.art_seed if args.art_seed is not None else random.randrange(2**31 - args.n_arts)
     art_seeds = list(range(art0, art0 + args.n_arts))
@@ -95,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     plan = {s: {"art": out / f"art_seed{s:04d}.png", "style": out / f"art_seed{s:04d}_x{factor}.png",
                 "results": [out / f"{n}_seed{s:04d}.png" for n in names]} for s in art_seeds}
     files = [p for v in plan.values() for p in (v["art"], v["style"], *v["results"])]
+    assert len(set(files)) == len(files), "planned output names must be unique"
     for p in [*files, out / "contact_sheet.jpg", out / "run.json"]:
         check_writable(p, args.overwrite)  # never clobber, and fail before computing
     record: dict[str, Any] = {
@@ -114,7 +142,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_all(pipe, photos, plan, opts, seed, args, record, timing):  # type: ignore[no-untyped-def]
+def _make_all(pipe: Pipeline, photos: list[LoadedImage], plan: dict[int, dict[str, Any]],
+              opts: StylizeOptions, seed: int, args: argparse.Namespace, record: dict[str, Any],
+              timing: dict[str, Any]) -> list[list[torch.Tensor]]:
     """Paint every (art seed, photo) pair; returns the contact sheet rows."""
     import torch
 
@@ -142,15 +172,19 @@ def _make_all(pipe, photos, plan, opts, seed, args, record, timing):  # type: ig
                 alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
                 save_image(result, path, {**meta, "stage": "stylize", "seed": seed, "content": str(photo.path),
                                           **record["stylize"]}, alpha=alpha, overwrite=args.overwrite)
-                log.info("wrote %s", path)
+                log.debug("wrote %s", path)
                 rows.append([photo.rgb, artwork.style, result])
     return rows
 
 
-def _save_sheet(rows, path: Path, record: dict, overwrite: bool) -> None:  # type: ignore[no-untyped-def]
+SHEET_ROWS = 40  # JPEG stops at 65,500 px; 40 rows of 320 px stay far below it
+
+
+def _save_sheet(rows: list[list[torch.Tensor]], path: Path, record: dict[str, Any], overwrite: bool) -> None:
     from canstyle.imageio import save_image
     from canstyle.pipeline import contact_sheet
 
     meta = {"command": "create", "layout": "photo | CAN painting (upscaled) | result",
-            "art_seeds": record["art_seeds"], "seed": record["seed"]}
-    save_image(contact_sheet(rows), path, meta, overwrite=overwrite)
+            "art_seeds": record["art_seeds"], "seed": record["seed"],
+            "rows": f"the first {min(len(rows), SHEET_ROWS)} of {len(rows)} results"}
+    save_image(contact_sheet(rows[:SHEET_ROWS]), path, meta, overwrite=overwrite)

@@ -44,6 +44,15 @@ class PipelineOutput:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
+def _fork(generator: torch.Generator | None) -> torch.Generator | None:
+    """A copy of ``generator`` at its current state (drawing from it leaves the original alone)."""
+    if generator is None:
+        return None
+    fork = torch.Generator()
+    fork.set_state(generator.get_state())
+    return fork
+
+
 def sr_passes(native: int, target: int) -> int:
     """How many x2 passes bring ``native`` pixels to at least ``target``."""
     return max(0, math.ceil(math.log2(target / native))) if target > native else 0
@@ -78,7 +87,7 @@ class Pipeline:
 
             self.checkpoint = find_checkpoint(self.checkpoint)
         self.device = resolve_device(device)
-        # The generator is tiny; it runs in fp32 so an art seed gives the same painting everywhere.
+        # The generator is tiny; it runs in fp32, so on CPU an art seed always gives the same painting.
         self.generator, self.config, self.classes = load_generator(self.checkpoint, self.device)
         if art_size is not None and art_size != self.config.size:
             raise CanstyleError(
@@ -86,6 +95,7 @@ class Pipeline:
                 f"{self.config.size} paintings), but --art-size {art_size} was asked; "
                 "drop --art-size or use a matching checkpoint"
             )
+        self.pooling = pooling
         self.sr_model = sr_model or DEFAULT_MODEL
         self.upscaler = Upscaler(self.sr_model, str(self.device), precision, tile=tile)
         self.engine = StyleTransfer(features, str(self.device), precision, pooling=pooling)
@@ -125,9 +135,12 @@ class Pipeline:
     ) -> PipelineOutput:
         """Paint each content image (1x3xHxW in [0, 1]) in the style of one CAN painting.
 
-        ``art_seed`` picks the painting; without it one is drawn from ``generator``,
-        which also seeds the Gaussian noise every stylisation starts from. Pass
-        ``artwork`` to reuse a painting. ``options``/``overrides`` are ``StylizeOptions``.
+        ``art_seed`` picks the painting; without it one is derived from ``generator``
+        (a CPU ``torch.Generator``). Every content image starts from the Gaussian noise
+        of the same generator state, so a result depends only on (painting, photo,
+        generator seed), not on the order or the number of photos, and passing the
+        returned ``artwork.seed`` as ``art_seed`` reproduces a call. Pass ``artwork`` to
+        reuse a painting. ``options``/``overrides`` are ``StylizeOptions``.
         """
         from dataclasses import asdict
 
@@ -135,19 +148,25 @@ class Pipeline:
 
         opts = StylizeOptions(**{**asdict(options or StylizeOptions()), **overrides})
         opts.validate()
+        if opts.pooling != self.pooling:
+            raise CanstyleError(f"this Pipeline was built with {self.pooling} pooling; "
+                                f"build another with pooling={opts.pooling!r}")
+        if generator is not None and generator.device.type != "cpu":
+            raise CanstyleError("generator must be a CPU torch.Generator: noise is drawn on the CPU "
+                                "so that a seed gives the same start on every device")
         contents = [content] if isinstance(content, torch.Tensor) else list(content)
         if not contents:
             raise CanstyleError("at least one content image is needed")
         timings: dict[str, float] = {}
         if artwork is None:
             if art_seed is None:
-                art_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+                art_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=_fork(generator)))
             t0 = time.perf_counter()
             artwork = self.paint(art_seed, style_size or opts.size, truncation, callback)
             timings["paint"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         images = [
-            self.engine(c, artwork.style, opts, generator=generator, callback=callback,
+            self.engine(c, artwork.style, opts, generator=_fork(generator), callback=callback,
                         preview_every=preview_every)
             for c in contents
         ]

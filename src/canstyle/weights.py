@@ -109,10 +109,20 @@ def load_weights(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata block of a safetensors file, without loading the tensors."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    return dict(header.get("__metadata__", {}))
+        # A junk file's "length" can be anything; never read past the file or allocate it.
+        if size < 8 or not 0 < n <= size - 8:
+            raise CanstyleError(f"{path} is not a safetensors file")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CanstyleError(f"{path} is not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise CanstyleError(f"{path} is not a safetensors file (bad header)")
+    meta = header.get("__metadata__", {})
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def verify_sha256(path: str | os.PathLike[str], expected: str, what: str) -> str:
