@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -383,3 +384,13 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "--listen" in text and "(default: 7860)" in text and "(default: 127.0.0.1)" in text
+
+
+def test_serve_without_the_web_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from canstyle.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install canstyle` without [web]
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--output", str(tmp_path / "studio")])
+    assert e.value.code == 2 and "canstyle[web]" in capsys.readouterr().err

@@ -63,7 +63,12 @@ def lock_output(folder: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    import uvicorn
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:  # the studio's packages are an extra, not core dependencies
+        raise CanstyleError("the web studio needs FastAPI and uvicorn: pip install 'canstyle[web]'") from None
 
     from canstyle.web.app import create_app
     from canstyle.web.security import LOOPBACK_HOSTS
