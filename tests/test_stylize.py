@@ -106,3 +106,16 @@ def test_style_size_keeps_vgg_happy():
     assert style_size((100, 200), 512) == (256, 512)
     with pytest.raises(CanstyleError, match="too thin"):
         style_size((1, 1000), 512)
+
+
+def test_evaluate_is_fp32_and_leaves_the_engine_alone(vgg16_engine, example_images):
+    from canstyle.nst.stylize import StyleTransfer
+
+    content, style = example_images
+    opts = StylizeOptions(size=64)
+    x = torch.rand(1, 3, 36, 64, generator=torch.Generator().manual_seed(1))
+    before = vgg16_engine.dtype
+    a = vgg16_engine.evaluate(x, content, [style], opts)
+    assert vgg16_engine.dtype == before  # the precision is passed down, not swapped on the engine
+    b = StyleTransfer("vgg16", "cpu", "fp32").evaluate(x, content, [style], opts)
+    assert a["total"] == pytest.approx(b["total"], rel=1e-4)

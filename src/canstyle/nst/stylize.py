@@ -125,30 +125,31 @@ class StyleTransfer:
         self._layers = tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS))
 
     # -- feature helpers -------------------------------------------------
-    def _feats(self, x: torch.Tensor, layers: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    def _feats(self, x: torch.Tensor, layers: tuple[str, ...] | None = None,
+               dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         x = x.to(self.device)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, dtype or self.dtype):
             return self.net(x, layers or self._layers)
 
     @torch.no_grad()
     def targets(
         self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
-        hw: tuple[int, int], style_long: int,
+        hw: tuple[int, int], style_long: int, dtype: torch.dtype | None = None,
     ) -> _Targets:
         """Content features at ``hw`` and blended style Grams with styles at ``style_long``."""
-        c = self._feats(resize_to(content, hw), CONTENT_LAYERS)
+        c = self._feats(resize_to(content, hw), CONTENT_LAYERS, dtype)
         grams = []
         for s in styles:
-            fs = self._feats(resize_to(s, style_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS)
+            fs = self._feats(resize_to(s, style_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS, dtype)
             grams.append({k: gram(v) for k, v in fs.items()})
         return _Targets({k: v.float() for k, v in c.items()}, blend_grams(grams, weights))
 
     def losses(
-        self, x: torch.Tensor, t: _Targets, opts: StylizeOptions
+        self, x: torch.Tensor, t: _Targets, opts: StylizeOptions, dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        f = self._feats(x)
+        f = self._feats(x, dtype=dtype)
         lc = content_loss(f, t.content)
         ls = style_loss(f, t.grams)
         ltv = tv_loss(x)
@@ -158,17 +159,17 @@ class StyleTransfer:
     def evaluate(
         self, x: torch.Tensor, content: torch.Tensor, styles: list[torch.Tensor], opts: StylizeOptions
     ) -> dict[str, float]:
-        """The full-precision loss of ``x`` against targets at its own size (for benchmarks)."""
-        saved, self.dtype = self.dtype, torch.float32
-        try:
-            w = _style_weights(opts, len(styles))
-            long = max(x.shape[-2:])
-            t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale))
-            with torch.no_grad():
-                total, parts = self.losses(x.to(self.device), t, opts)
-            return {"total": float(total), **parts}
-        finally:
-            self.dtype = saved
+        """The full-precision loss of ``x`` against targets at its own size (for benchmarks).
+
+        fp32 is passed down rather than set on the engine, so a stylisation running in
+        another thread (the web studio) keeps its own precision.
+        """
+        w = _style_weights(opts, len(styles))
+        long = max(x.shape[-2:])
+        t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale), torch.float32)
+        with torch.no_grad():
+            total, parts = self.losses(x.to(self.device), t, opts, torch.float32)
+        return {"total": float(total), **parts}
 
     # -- main entry ------------------------------------------------------
     def __call__(
