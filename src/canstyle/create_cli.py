@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
 from canstyle.errors import CanstyleError
+from canstyle.fsutil import check_writable
 
 if TYPE_CHECKING:  # annotations only; the heavy imports stay lazy
     import torch
@@ -81,25 +82,12 @@ def _check_args(args: argparse.Namespace) -> None:
             raise CanstyleError(f"{flag} must be between 0 and 2**63 - {args.n_arts + 1}, got {seed}")
     if args.style_size is not None and args.style_size < 32:
         raise CanstyleError("--style-size must be at least 32")
-    _check_output_folder(args.output)
-
-
-def _check_output_folder(out: Path) -> None:
-    """Fail now if OUTDIR cannot be created or written, not after the first hour of work."""
-    import os
-
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "--output" if existing == out else f"--output's parent {existing}"
-        raise CanstyleError(f"{what} is a file, not a folder: {existing}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CanstyleError(f"cannot write in {existing}")
+    # Fail now, before loading models, if OUTDIR cannot be a folder we can write in.
+    check_writable(args.output / "run.json", args.overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
-    from canstyle.fsutil import atomic_write_bytes, check_writable
+    from canstyle.fsutil import atomic_write_bytes
     from canstyle.imageio import load_image
     from canstyle.nst.stylize import StylizeOptions, fit_size
     from canstyle.pipeline import Pipeline, sr_passes

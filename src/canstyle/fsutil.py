@@ -23,9 +23,14 @@ def check_writable(path: str | os.PathLike[str], overwrite: bool = False) -> Pat
         raise CanstyleError(f"output path is a directory: {p}")
     if p.exists() and not overwrite:
         raise CanstyleError(f"output exists: {p} (choose another name or pass --overwrite)")
-    parent = p.parent if str(p.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise CanstyleError(f"output folder is not a folder: {parent}")
+    # The folders are made when writing; the first one that exists must be a writable folder.
+    existing = p.parent if str(p.parent) else Path(".")
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CanstyleError(f"{existing} is a file, not a folder, so {p} cannot be written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CanstyleError(f"cannot write in {existing}")
     return p
 
 

@@ -105,6 +105,7 @@ class Pipeline:
               callback: ProgressCallback | None = None) -> Artwork:
         """Generate the painting for ``art_seed`` and enlarge it to ``style_size`` pixels."""
         from canstyle.can.generate import generate
+        from canstyle.nst.losses import resize_to
 
         if art_seed < 0:
             raise CanstyleError(f"art seeds must be >= 0, got {art_seed}")
@@ -113,10 +114,8 @@ class Pipeline:
             callback(Progress("generate", 1, 1, size=tuple(art.shape[-2:])))
         n = sr_passes(art.shape[-1], style_size)
         style = self.upscaler(art, 2**n, callback) if n else art
-        if style.shape[-1] != style_size:
-            # SR works in x2 steps; land exactly on the asked size with an antialiased resize.
-            style = F.interpolate(style, size=(style_size, style_size), mode="bicubic",
-                                  antialias=True, align_corners=False).clamp(0, 1)
+        # SR works in x2 steps and overshoots; land exactly on the asked size.
+        style = resize_to(style, (style_size, style_size))
         return Artwork(art_seed, art, style, 2**n)
 
     def __call__(
@@ -183,7 +182,7 @@ class Pipeline:
                    else weights.cached_path(weight_name(self.sr_model)))
         files = {"can": self.checkpoint, "sr": sr_file,
                  "features": weights.cached_path(self.engine.features)}
-        return {k: {"path": str(p), "sha256": weights.sha256_file(p)} for k, p in files.items()}
+        return {k: {"path": str(p), "sha256": weights.file_sha256(p)} for k, p in files.items()}
 
     def describe(self) -> dict[str, Any]:
         """The models in use, in JSON-able form."""
