@@ -121,7 +121,7 @@ class Discriminator(nn.Module):
             use_bn = not cfg.spectral_norm and i > 0
             layers.append(sn(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not use_bn)))
             if use_bn:
-                layers.append(nn.BatchNorm2d(c_out))
+                layers.append(GlobalBatchNorm2d(c_out))  # plain BatchNorm unless synced under DDP
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in = c_out
         self.trunk = nn.Sequential(*layers)

@@ -42,7 +42,10 @@ class Trainer:
         self.G: nn.Module = g
         self.D: nn.Module = d
         if info.enabled:
-            set_bn_sync(g, True)  # batch statistics over the global batch, as on one process
+            # BatchNorm statistics over the global batch, as on one process (G always; D when
+            # it is the paper's BatchNorm D)
+            set_bn_sync(g, True)
+            set_bn_sync(d, True)
             ids = [device.index] if device.type == "cuda" else None
             self.G = nn.parallel.DistributedDataParallel(g, device_ids=ids)
             self.D = nn.parallel.DistributedDataParallel(d, device_ids=ids)
