@@ -42,8 +42,8 @@ def test_paper_256_architecture() -> None:
 
 
 def test_spectral_norm_option() -> None:
-    _, d_sn = build(ModelConfig(n_classes=3, width=0.25))
-    _, d_bn = build(ModelConfig(n_classes=3, width=0.25, spectral_norm=False))
+    _, d_sn = build(ModelConfig(n_classes=3, width=0.25, spectral_norm=True))
+    _, d_bn = build(ModelConfig(n_classes=3, width=0.25))  # the paper's D is the default
     assert not any(isinstance(m, nn.BatchNorm2d) for m in d_sn.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in d_bn.modules())
     assert any(hasattr(m, "parametrizations") for m in d_sn.trunk)

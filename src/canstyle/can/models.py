@@ -36,7 +36,7 @@ class ModelConfig:
     n_classes: int = 2
     z_dim: int = 100
     width: float = 1.0  # channel multiplier (tests use tiny models); 1.0 = the preset as published
-    spectral_norm: bool = True  # D without BatchNorm; False = the paper's BatchNorm D
+    spectral_norm: bool = False  # False = the paper's BatchNorm D; True = spectral norm, no BatchNorm
     style_hidden: tuple[int, ...] = field(default=STYLE_HIDDEN)
     # "deconv" = the paper's 4x4 stride-2 transposed convs; "resize" = nearest x2 + 3x3 conv,
     # which avoids their checkerboard pattern (Odena et al. 2016). Style transfer copies that

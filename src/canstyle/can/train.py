@@ -54,7 +54,9 @@ class TrainOptions:
     adv_loss: str = _opt("nonsat", "adversarial loss", choices=ADV_LOSSES)
     style_weight: float = _opt(1.0, "weight of D's style cross-entropy on real images")
     balance_styles: bool = _opt(True, "inverse-frequency class weights for the style head")
-    spectral_norm: bool = _opt(True, "spectral norm in D (else the paper's BatchNorm D)")
+    spectral_norm: bool = _opt(False, "spectral norm in D instead of the paper's BatchNorm D "
+                                      "(at preset 64 on small data its D stays at chance and G "
+                                      "collapses to tiled textures; see docs/can.md)")
     augment: str = _opt("translation,cutout", "DiffAugment ops for D's inputs (comma list or none)")
     ema_decay: float = _opt(0.999, "EMA generator decay")
     crop_min: float = _opt(0.5, "smallest random crop, as a fraction of the painting's short side")
