@@ -148,7 +148,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--out", default=str(ROOT / "bench/results/can.json"))
     ap.add_argument("--doc", action="store_true", help="write the can section of docs/benchmarks.md")
+    ap.add_argument("--note", default="", help="conditions to record with the figures (e.g. other load)")
+    ap.add_argument("--from-json", default=None, help="write the doc section from an earlier result file")
     args = ap.parse_args()
+    if args.from_json:
+        write_section("can", markdown(json.loads(Path(args.from_json).read_text()), args.note))
+        return
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
     cache = Cache(args.data or synthetic_cache(Path(tmp.name)))
@@ -157,10 +162,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     if args.doc:
-        write_section("can", markdown(res))
+        write_section("can", markdown(res, args.note))
 
 
-def markdown(r: dict) -> str:
+def markdown(r: dict, note: str = "") -> str:
     rows = "\n".join(
         f"| {x['discriminator']} | {x['baseline_images_per_s']:.1f} | {x['canstyle_images_per_s']:.1f} "
         f"| **{x['ratio']:.2f}x** |" for x in r["runs"])
@@ -176,6 +181,8 @@ judges fakes inside a real+fake batch, which costs canstyle (not the baseline) e
 | discriminator | baseline images/s | canstyle images/s | speed-up |
 | --- | ---: | ---: | ---: |
 {rows}
+
+{note}
 """
 
 
