@@ -182,21 +182,26 @@ def test_bad_input(tiny_can: Path, photo: Path, tmp_path: Path, capsys: pytest.C
 
 
 def test_demo_uses_the_embedded_can(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from canstyle.demo_cli import DEMO_ART_SEED
+
     out = tmp_path / "demo"
     assert main(["demo", "-o", str(out), *FAST]) == 0
     assert str(out) in capsys.readouterr().out  # it says where the results are
     run = json.loads((out / "run.json").read_text())
-    assert run["checkpoint"].endswith("can_default.safetensors") and run["art_seeds"] == [24]
+    assert run["checkpoint"].endswith("can_default.safetensors") and run["art_seeds"] == [DEMO_ART_SEED]
     assert {Path(c).name for c in run["contents"]} == {"astronaut.jpg", "chelsea.jpg"}
-    assert (out / "astronaut_seed0024.png").exists() and (out / "chelsea_seed0024.png").exists()
+    seed = f"seed{DEMO_ART_SEED:04d}"
+    assert (out / f"astronaut_{seed}.png").exists() and (out / f"chelsea_{seed}.png").exists()
 
 
 def test_demo_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from canstyle.demo_cli import DEMO_ART_SEED
+
     with pytest.raises(SystemExit) as e:
         main(["demo", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert "--art-seed" in text and "(default: 24)" in text and "--checkpoint" in text
+    assert "--art-seed" in text and f"(default: {DEMO_ART_SEED})" in text and "--checkpoint" in text
 
 
 def test_contact_sheet_layout() -> None:
