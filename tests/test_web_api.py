@@ -71,6 +71,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     save_file({"w": torch.zeros(2)}, str(d / "notacan.safetensors"), metadata={"format": "other"})
     torch.save({"x": 1}, d / "pickle.pt")  # a pickle: must never be offered or loaded
+    (d / "junk.safetensors").write_bytes(b"\xff" * 100)  # not safetensors at all: skipped, not a 500
     return d
 
 

@@ -175,7 +175,7 @@ class Studio:
             cfg = json.loads(meta["config"])
             classes = json.loads(meta.get("classes", "[]"))
             sha = self._file_sha(path)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (CanstyleError, OSError, ValueError, KeyError, TypeError) as e:  # not a readable export
             log.warning("skipping model %s: %s", path, e)
             return None
         return {"id": model_id, "name": "default CAN" if model_id == "default" else path.stem,
