@@ -182,7 +182,7 @@ class Pipeline:
                    else weights.cached_path(weight_name(self.sr_model)))
         files = {"can": self.checkpoint, "sr": sr_file,
                  "features": weights.cached_path(self.engine.features)}
-        return {k: {"path": str(p), "sha256": weights.file_sha256(p)} for k, p in files.items()}
+        return {k: {"path": str(p), "sha256": weights.recorded_sha256(p)} for k, p in files.items()}
 
     def describe(self) -> dict[str, Any]:
         """The models in use, in JSON-able form."""

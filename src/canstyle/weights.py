@@ -63,7 +63,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
+def recorded_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a file; for converted weights, the hash recorded beside it (checked at every load)."""
     return _expected_sha(Path(path)) or sha256_file(path)
 
