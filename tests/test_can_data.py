@@ -18,7 +18,9 @@ from canstyle.can.data import (
     HUGGAN_STYLES,
     Cache,
     class_weights,
+    default_cache_dir,
     detect_layout,
+    ensure_cache,
     parse_styles,
     prepare,
 )
@@ -143,6 +145,25 @@ def test_existing_cache_is_not_clobbered(tmp_path: Path) -> None:
     prepare(src, tmp_path / "cache", size=32)
     with pytest.raises(CanstyleError, match="exists"):
         prepare(src, tmp_path / "cache", size=32)
+
+
+def test_concurrent_builds_of_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both arms of a comparison started at once build the same cache; neither may fail."""
+    monkeypatch.setenv("CANSTYLE_HOME", str(tmp_path / "home"))
+    src = make_folders(tmp_path / "src", per_style=2)
+    dest = default_cache_dir(src, 32, None)
+    first = {}
+
+    def other_process_finishes_first(n: int) -> None:
+        if not first:  # while this build is under way, a second one completes the same cache
+            first["rep"] = prepare(src, dest, size=32)
+            first["inode"] = (dest / "images.u8").stat().st_ino
+
+    rep = prepare(src, dest, size=32, callback=other_process_finishes_first)
+    assert rep.count == first["rep"].count == 6
+    assert (dest / "images.u8").stat().st_ino == first["inode"]  # the first finished cache was kept
+    assert ensure_cache(src, 32) == dest and len(Cache(dest)) == 6
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind
 
 
 def test_class_weights_balance_styles() -> None:

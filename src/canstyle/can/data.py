@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,9 +188,8 @@ def prepare(
         raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
     if dest.exists() and not overwrite:
         raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))  # unique per build
     rows: list[tuple[int, int, int, str]] = []
     skipped: Counter[str] = Counter()
     bad: list[str] = []
@@ -213,9 +213,7 @@ def prepare(
         if not rows:
             raise CanstyleError(f"no readable images in {src}" + (f" for styles {styles}" if styles else ""))
         _write_index(tmp, rows, src, size, skipped, bad)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        _publish(tmp, dest, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts = Counter(r[3] for r in rows)
@@ -223,6 +221,19 @@ def prepare(
         log.warning("skipped %d unreadable images (%s)", sum(skipped.values()),
                     ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
     return PrepareReport(len(rows), dict(sorted(counts.items())), dict(skipped), bad)
+
+
+def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
+    """Rename the finished cache into place. When two runs build the same cache at once (both
+    arms of a comparison started together), the first one to finish wins and the other keeps it."""
+    if dest.exists() and overwrite:
+        shutil.rmtree(dest)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if not is_cache(dest):
+            raise
+        log.info("%s was finished by another process first; using it", dest)
 
 
 def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, bad: list[str]) -> None:
@@ -293,7 +304,8 @@ def ensure_cache(src: str | os.PathLike[str], size: int, styles: list[str] | Non
     dest = default_cache_dir(src, size, styles)
     if not is_cache(dest) and build:
         log.info("preparing a %dpx cache of %s in %s (once)", size, src, dest)
-        rep = prepare(src, dest, size=size, styles=styles, overwrite=True)
+        # overwrite only a broken folder; a cache another process finishes meanwhile is kept
+        rep = prepare(src, dest, size=size, styles=styles, overwrite=dest.exists())
         log.info("cached %d images in %d styles", rep.count, len(rep.counts))
     return dest
 
