@@ -32,7 +32,7 @@ from canstyle.weights import home
 
 
 def kid_by_style(run: str, data: str, exclude: list[str], n: int) -> dict[str, object]:
-    dev = resolve_device("cpu")
+    dev = resolve_device("auto")  # as evaluate does by default
     opts = EvalOptions()
     fake, classes, preset = load_samples(Path(run), n, dev)
     opts.image_size = preset or fake.shape[-1]
