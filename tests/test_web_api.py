@@ -136,6 +136,29 @@ def test_page_static_and_openapi(client: TestClient) -> None:
     assert "/api/" in js and "/internal" not in js
 
 
+@pytest.mark.parametrize("page, assets", [
+    ("/docs", ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css")),
+    ("/redoc", ("/docs-assets/redoc.standalone.js",)),
+])
+def test_api_docs_work_offline(client: TestClient, page: str, assets: tuple[str, ...]) -> None:
+    r = client.get(page)
+    assert r.status_code == 200 and "/openapi.json" in r.text
+    assert "cdn.jsdelivr" not in r.text and "fonts.googleapis" not in r.text  # all served locally
+    for asset in assets:
+        assert asset in r.text
+        a = client.get(asset)
+        assert a.status_code == 200 and len(a.content) > 10_000, asset
+
+
+def test_api_docs_fall_back_to_the_cdn_without_the_bundle(tmp_path: Path, models_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi_offline", None)  # as if it were not installed
+    with TestClient(make_app(tmp_path / "out", models_dir)) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200 and "cdn.jsdelivr" in page.text
+        assert c.get("/docs-assets/swagger-ui.css").status_code == 404
+
+
 def test_upload_list_and_thumbnail(client: TestClient) -> None:
     data = png_bytes()
     meta = upload(client, data)

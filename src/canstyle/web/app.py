@@ -59,8 +59,9 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
         yield
         await run_in_threadpool(manager.stop)
 
-    app = FastAPI(title="canstyle studio", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="canstyle studio", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Upload photos, pick a CAN painting, watch style transfer live.")
+    _api_docs(app)
     app.state.studio, app.state.manager = studio, manager
     app.add_middleware(SecurityMiddleware, allowed_hosts=allowed_hosts, default_body_limit=1 << 20,
                        body_limits={"/api/uploads": max_upload_bytes})
@@ -81,6 +82,40 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
                 "defaults": JobRequest.model_json_schema()["properties"], "queue": manager.counts()}
 
     return app
+
+
+def _api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, served from the installed fastapi-offline files.
+
+    FastAPI's default pages load their scripts from a CDN, which leaves them blank on a machine
+    without internet; those pages remain the fallback when the package is not installed. Only
+    the package's static files are used (Swagger UI 5, which reads OpenAPI 3.1, and ReDoc).
+    """
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    try:
+        static = files("fastapi_offline") / "static"
+    except ModuleNotFoundError:
+        swagger, redoc = {}, {}
+    else:
+        app.mount("/docs-assets", StaticFiles(directory=str(static)), name="docs-assets")
+        swagger = {"swagger_js_url": "/docs-assets/swagger-ui-bundle.js",
+                   "swagger_css_url": "/docs-assets/swagger-ui.css",
+                   "swagger_favicon_url": "/docs-assets/favicon.png"}
+        redoc = {"redoc_js_url": "/docs-assets/redoc.standalone.js",
+                 "redoc_favicon_url": "/docs-assets/favicon.png", "with_google_fonts": False}
+    spec = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=spec, title=f"{app.title} API", **swagger)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc_page() -> HTMLResponse:
+        return get_redoc_html(openapi_url=spec, title=f"{app.title} API", **redoc)
 
 
 def _not_found(what: str, key: object) -> HTTPException:
