@@ -12,39 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
-from canstyle.can.data import ensure_cache
-from canstyle.can.dataset import select
-from canstyle.can.evaluate import (
-    Cache,
-    EvalOptions,
-    StyleFeatures,
-    build_judge,
-    kid,
-    load_samples,
-    split,
-)
-from canstyle.device import resolve_device, resolve_precision
-from canstyle.weights import home
+from canstyle.can.evaluate import judged_samples, kid, split
 
 
 def kid_by_style(run: str, data: str, exclude: list[str], n: int) -> dict[str, object]:
-    dev = resolve_device("auto")  # as evaluate does by default
-    opts = EvalOptions()
-    fake, classes, preset = load_samples(Path(run), n, dev)
-    opts.image_size = preset or fake.shape[-1]
-    cache = Cache(ensure_cache(data, 2 * opts.image_size, None))
-    sel = select(cache, classes, 0)
-    feat = StyleFeatures(opts, dev, resolve_precision("auto", dev))
-    judge = build_judge(cache, sel, opts, feat, home() / "can-eval")
-    tr, _ = split(sel, opts.holdout, opts.seed)
-    labels = torch.cat([torch.as_tensor(sel.labels[tr], dtype=torch.long), judge.held_labels])
-    _, hf = judge(feat(fake))
-    _, reals = judge(torch.cat([judge.train_feats, judge.held_feats]))
-    keep = ~torch.isin(labels, torch.as_tensor([sel.classes.index(s) for s in exclude]))
+    j = judged_samples(run, data, n)
+    tr, _ = split(j.sel, j.opts.holdout, j.opts.seed)  # the order of judge.train_feats
+    labels = torch.cat([torch.as_tensor(j.sel.labels[tr], dtype=torch.long), j.judge.held_labels])
+    _, hf = j.judge(j.feat(j.fake))
+    _, reals = j.judge(torch.cat([j.judge.train_feats, j.judge.held_feats]))
+    keep = ~torch.isin(labels, torch.as_tensor([j.sel.classes.index(s) for s in exclude]))
     k_all, s_all = kid(hf, reals)
     k_rest, s_rest = kid(hf, reals[keep])
     return {"run": run, "kid_all": k_all, "kid_all_std": s_all, "excluded": exclude,

@@ -310,10 +310,22 @@ def metrics(judge: Judge, fake_feats: torch.Tensor, fake_px: torch.Tensor, train
     }
 
 
-def evaluate(src: str | Path, data: str | Path, n: int = 256, styles: list[str] | None = None,
-             min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
-             precision: str = "auto", store: Path | None = None) -> dict[str, Any]:
-    """All creativity metrics for a CAN (checkpoint, run, export) or a folder of its samples."""
+@dataclass
+class Judged:
+    """A CAN's samples beside the judge and the real paintings it was built from."""
+
+    judge: Judge
+    feat: StyleFeatures
+    fake: torch.Tensor  # the samples in [0, 1], at their own resolution
+    cache: Cache
+    sel: Selection
+    opts: EvalOptions
+
+
+def judged_samples(src: str | Path, data: str | Path, n: int = 256, styles: list[str] | None = None,
+                   min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
+                   precision: str = "auto", store: Path | None = None) -> Judged:
+    """Load (or generate) the samples and build (or load) the judge for ``data``."""
     from canstyle.can.data import ensure_cache
     from canstyle.can.dataset import select
     from canstyle.device import resolve_device, resolve_precision
@@ -331,7 +343,16 @@ def evaluate(src: str | Path, data: str | Path, n: int = 256, styles: list[str] 
         raise CanstyleError(f"the data lacks some of the generator's styles {gen_classes}")
     feat = StyleFeatures(opts, dev, dtype)
     judge = build_judge(cache, sel, opts, feat, store or home() / "can-eval")
-    tr, held = split(sel, opts.holdout, opts.seed)
-    train_px = center_views(cache, sel, tr, opts.image_size)
-    held_px = center_views(cache, sel, held, opts.image_size)
-    return metrics(judge, feat(fake), resize_to(fake, opts.image_size), train_px, held_px, sel.classes)
+    return Judged(judge, feat, fake, cache, sel, opts)
+
+
+def evaluate(src: str | Path, data: str | Path, n: int = 256, styles: list[str] | None = None,
+             min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
+             precision: str = "auto", store: Path | None = None) -> dict[str, Any]:
+    """All creativity metrics for a CAN (checkpoint, run, export) or a folder of its samples."""
+    j = judged_samples(src, data, n, styles, min_images, opts, device, precision, store)
+    tr, held = split(j.sel, j.opts.holdout, j.opts.seed)
+    train_px = center_views(j.cache, j.sel, tr, j.opts.image_size)
+    held_px = center_views(j.cache, j.sel, held, j.opts.image_size)
+    return metrics(j.judge, j.feat(j.fake), resize_to(j.fake, j.opts.image_size), train_px, held_px,
+                   j.sel.classes)

@@ -26,7 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # The page needs nothing from elsewhere. /docs is exempt: Swagger UI starts from an inline
-# script, and without swagger-ui-bundle installed it loads from its CDN.
+# script, and without fastapi-offline installed it loads from its CDN.
 CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 CSP_EXEMPT = ("/docs", "/redoc")
