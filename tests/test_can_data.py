@@ -166,6 +166,28 @@ def test_concurrent_builds_of_one_cache(tmp_path: Path, monkeypatch: pytest.Monk
     assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind
 
 
+def test_cache_key_survives_a_copy_but_not_an_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data set copied elsewhere (new paths, new mtimes) finds its cache; a changed image does not."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("CANSTYLE_HOME", str(tmp_path / "home"))
+    src = make_folders(tmp_path / "a" / "art", per_style=2)
+    copy = tmp_path / "b" / "art"
+    shutil.copytree(src, copy, copy_function=shutil.copyfile)  # copyfile: fresh mtimes
+    for p in copy.rglob("*"):
+        os.utime(p, (1, 1))
+    assert default_cache_dir(copy, 32, None) == default_cache_dir(src, 32, None)
+    assert default_cache_dir(copy, 32, None) != default_cache_dir(copy, 48, None)
+    img = copy / "Ukiyo_e" / "p01.jpg"
+    data = bytearray(img.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, same name, one byte in the middle changed
+    img.write_bytes(bytes(data))
+    assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
+    (copy / "Ukiyo_e" / "p01.jpg").rename(copy / "Ukiyo_e" / "p99.jpg")
+    assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
+
+
 def test_class_weights_balance_styles() -> None:
     labels = np.array([0] * 90 + [1] * 10)
     w = class_weights(labels, 2)

@@ -11,7 +11,7 @@ import torch
 
 from canstyle.can.data import Cache, prepare
 from canstyle.can.dataset import select
-from canstyle.can.evaluate import kid, nn_distance, norm_entropy, split
+from canstyle.can.evaluate import classifier_key, kid, nn_distance, norm_entropy, split
 from canstyle.can.generate import (
     export_generator,
     generate,
@@ -112,6 +112,18 @@ def test_metric_functions() -> None:
     imgs = torch.rand(5, 3, 32, 32, generator=g)
     d = nn_distance(imgs[:2], imgs)
     assert torch.allclose(d, torch.zeros(2), atol=1e-6)  # memorised samples sit at distance 0
+
+
+def test_judge_features_are_keyed_by_cache_content(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """A copied cache (another CANSTYLE_HOME, another machine) reuses the judge's features."""
+    import shutil
+
+    cache = Cache(run[0])
+    copy = Cache(shutil.copytree(run[0], tmp_path / "elsewhere" / "cache"))
+    key = classifier_key(cache, select(cache), {"size": 64})
+    assert classifier_key(copy, select(copy), {"size": 64}) == key
+    assert classifier_key(cache, select(cache), {"size": 128}) != key
+    assert classifier_key(cache, select(cache, ["Baroque", "Ukiyo_e"]), {"size": 64}) != key
 
 
 def test_heldout_split_is_stratified(run: tuple[Path, Path]) -> None:

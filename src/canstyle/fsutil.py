@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -78,3 +79,29 @@ def atomic_write(
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = True) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+SAMPLE_BYTES = 1 << 16
+
+
+def content_fingerprint(root: str | os.PathLike[str]) -> str:
+    """A key for a file or folder that survives copying, moving and re-checkout.
+
+    It hashes each file's path relative to ``root``, its size, and its first and last 64 KiB
+    (the whole of most images), not absolute paths or mtimes: a data set copied to another
+    disk or machine keeps its key, so its caches are not rebuilt, while any re-encoded or
+    replaced image changes it.
+    """
+    root = Path(root)
+    h = hashlib.sha1()
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for p in files:
+        rel = p.name if p == root else p.relative_to(root).as_posix()
+        size = p.stat().st_size
+        h.update(f"{rel}|{size}\n".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(SAMPLE_BYTES))
+            if size > 2 * SAMPLE_BYTES:
+                f.seek(size - SAMPLE_BYTES)
+            h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()[:16]

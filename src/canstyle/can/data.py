@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from canstyle.errors import CanstyleError
+from canstyle.fsutil import content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -278,20 +279,10 @@ def is_cache(path: Path) -> bool:
     return path.is_dir() and (path / "meta.json").is_file() and (path / "images.u8").is_file()
 
 
-def _signature(src: Path) -> str:
-    """Cheap fingerprint of a source (names, sizes, mtimes) so edits invalidate its cache."""
-    h = hashlib.sha1(str(src.resolve()).encode())
-    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-    for p in files:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def default_cache_dir(src: Path, size: int, styles: list[str] | None) -> Path:
     from canstyle.weights import home
 
-    key = hashlib.sha1(f"{_signature(src)}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{content_fingerprint(src)}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
     return home() / "can-data" / f"{src.resolve().name}-{size}-{key}"
 
 
