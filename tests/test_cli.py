@@ -65,6 +65,19 @@ def test_size_zero(capsys, tmp_path):
     _fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(tmp_path / "o.png"), "--size", "0"], "--size")
 
 
+@pytest.mark.parametrize("command", ["demo", "create", "stylize", "upscale", "train-sr", "eval-sr",
+                                     "prepare-data", "train", "generate", "export", "evaluate", "serve"])
+def test_help_shows_each_default_once(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text
+    assert "(default: " in text  # defaults are shown at all
+    for chunk in text.split("--")[1:]:  # one option's help each
+        assert chunk.count("(default") <= 1, chunk
+
+
 def test_unknown_command(capsys):
     _fails_cleanly(capsys, ["paint"], "invalid choice")
 

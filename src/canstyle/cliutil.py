@@ -25,7 +25,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows each default once: not after a help text that explains its own default, and not
+    as a bare "None" (a required option, or one whose default the help text describes)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.required:
+            return text
+        return super()._get_help_string(action)
 
 
 def _float_list(text: str) -> list[float]:

@@ -50,7 +50,7 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
                    help="expected CAN painting size; must match the checkpoint's preset (default: the preset's)")
     p.add_argument("--style-size", type=int, default=None,
                    help="side of the upscaled painting used as the style (default: --size)")
-    p.add_argument("--truncation", type=float, default=None, help="CAN noise truncation (redraw beyond +-T)")
+    p.add_argument("--truncation", type=float, default=None, help="CAN noise truncation (redraw beyond +-T) (default: off)")
     p.add_argument("--sr-model", default=DEFAULT_MODEL, help="super-resolution model name or .safetensors")
     p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
                    help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")

@@ -11,6 +11,8 @@ log = logging.getLogger("canstyle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.device import DEVICES, PRECISIONS
+
     p.add_argument("samples", type=Path,
                    help="a run folder, checkpoint or exported generator (samples are drawn), "
                         "or a folder of sample images")
@@ -21,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of each style held out from the classifier")
     p.add_argument("--classifier-size", type=int, default=128, help="classifier input side in pixels")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file")
-    p.add_argument("--device", default="auto", help="where to compute")
-    p.add_argument("--precision", default="auto", help="autocast precision")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="where to compute")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and classifier")
 
 

@@ -12,14 +12,17 @@ log = logging.getLogger("canstyle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.device import DEVICES
+
     p.add_argument("checkpoint", type=Path, help="a run folder, a checkpoint or an exported .safetensors")
     p.add_argument("-n", type=int, default=16, help="how many images (seeds 0..n-1 unless --seeds)")
-    p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 3,7,11")
+    p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 3,7,11 (default: 0..n-1)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for seedNNNN.png files")
     p.add_argument("--grid", action="store_true", help="also write grid.png with all images")
-    p.add_argument("--truncation", type=float, default=None, help="redraw noise entries beyond +-T")
+    p.add_argument("--truncation", type=float, default=None, help="redraw noise entries beyond +-T (default: off)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
-    p.add_argument("--device", default="cpu", help="where to compute")
+    # cpu by default: a seed then gives the same picture on every machine (a GPU's kernels differ)
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="where to compute")
 
 
 def run(args: argparse.Namespace) -> int:

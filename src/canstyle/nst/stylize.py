@@ -49,7 +49,7 @@ class StylizeOptions:
     content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
     style_weight: float = _opt(3.0, "weight of the style loss (relu1_1..relu5_1)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
-    style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2")
+    style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2 (default: equal)")
     style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size")
     preserve_color: str = _opt(
         "none", "keep the photo's colours", choices=("none", "luminance", "histogram")

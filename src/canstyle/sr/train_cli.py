@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                    help="continue a run: a run folder, a checkpoint, or nothing for the newest in --out")
     p.add_argument("--val", type=Path, nargs="+", default=None, metavar="DIR",
-                   help="HR images scored (PSNR on Y) at every checkpoint")
+                   help="HR images scored (PSNR on Y) at every checkpoint (default: none)")
     p.add_argument("--val-crop", type=int, default=384, metavar="N",
                    help="score the central NxN crop of each --val image (0 = whole image)")
     add_dataclass_args(p, TrainOptions)
