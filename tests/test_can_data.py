@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from canstyle import fsutil
 from canstyle.can.data import (
     HUGGAN_STYLES,
     Cache,
@@ -186,6 +187,37 @@ def test_cache_key_survives_a_copy_but_not_an_edit(tmp_path: Path, monkeypatch: 
     assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
     (copy / "Ukiyo_e" / "p01.jpg").rename(copy / "Ukiyo_e" / "p99.jpg")
     assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
+
+
+def test_prepare_never_deletes_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:
+    src = make_folders(tmp_path / "src", per_style=2)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep me")
+    with pytest.raises(CanstyleError, match="not a canstyle cache"):
+        prepare(src, mine, size=32, overwrite=True)
+    assert (mine / "important.txt").read_text() == "keep me"
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(CanstyleError, match="is a file"):
+        prepare(src, tmp_path / "a.png", size=32, overwrite=True)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare(src, empty, size=32).count == 6  # an empty folder is fine, without --overwrite
+    assert prepare(src, empty, size=32, overwrite=True).count == 6  # and a cache may be rebuilt
+    assert (empty.stat().st_mode & 0o777) == 0o777 & ~fsutil.UMASK  # not mkdtemp's owner-only mode
+
+
+def test_damaged_cache_and_non_utf8_csv_fail_cleanly(tmp_path: Path) -> None:
+    src = make_folders(tmp_path / "src", per_style=2)
+    prepare(src, tmp_path / "cache", size=32)
+    blob = tmp_path / "cache" / "images.u8"
+    blob.write_bytes(blob.read_bytes()[:1000])
+    with pytest.raises(CanstyleError, match="truncated or damaged"):
+        Cache(tmp_path / "cache")
+    bad = tmp_path / "labels.csv"
+    bad.write_bytes("path,style\nBaroque/p00.jpg,Barock \xe9\n".encode("latin-1"))
+    with pytest.raises(CanstyleError, match="not UTF-8"):
+        prepare(bad, tmp_path / "c2", size=32)
 
 
 def test_class_weights_balance_styles() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from canstyle.can.data import Cache, prepare
 from canstyle.can.dataset import select
@@ -62,8 +63,12 @@ def test_each_seed_is_independent_of_the_batch(run: tuple[Path, Path]) -> None:
     z = seed_noise(7, 100, truncation=0.5)
     assert float(z.abs().max()) <= 0.5 and torch.equal(z, seed_noise(7, 100, truncation=0.5))
     assert parse_seeds("0-2,9") == [0, 1, 2, 9]
-    with pytest.raises(CanstyleError):
-        parse_seeds("5-1")
+    assert parse_seeds("3,1,1,0-3") == [3, 1, 0, 2]  # each seed once, in the order asked
+    for bad, match in (("5-1", "bad"), ("0-99999999", "more than"), (str(2**64), "too large")):
+        with pytest.raises(CanstyleError, match=match):
+            parse_seeds(bad)
+    with pytest.raises(CanstyleError, match="positive"):
+        seed_noise(1, 100, truncation=float("nan"))  # NaN compares false with everything
 
 
 def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -98,6 +103,42 @@ def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.Cap
     assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(again),
                  "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
     assert json.loads(again.read_text()) == m  # the cached features give the same judge and numbers
+
+
+def test_cli_bad_inputs_fail_early(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                   ) -> None:
+    cache, run_dir = run
+    gen = tmp_path / "g.safetensors"
+    export_generator(run_dir, gen)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(gen.read_bytes()[: gen.stat().st_size // 2])  # header intact, tensors cut off
+    report = tmp_path / "m.json"
+    report.write_text("{}")
+    cases = [
+        (["generate", str(cut), "-o", str(tmp_path / "o")], "damaged or incomplete"),
+        (["generate", str(gen), "-o", str(tmp_path / "o"), "-n", "2000", "--grid"], "at most 1024"),
+        (["evaluate", str(gen), "--data", str(cache), "--json", str(report)], "output exists"),
+        (["evaluate", str(gen), "--data", str(cache), "--classifier-size", "0"], "classifier-size"),
+        (["generate", str(run_dir / "config.json"), "-o", str(tmp_path / "o")], "cannot read checkpoint"),
+    ]
+    for argv, match in cases:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and "\n" not in err and match in err, (argv, err)
+    assert report.read_text() == "{}" and not (tmp_path / "o").exists()
+
+
+def test_judge_needs_three_paintings_per_style(tmp_path: Path, isolated_home: Path) -> None:
+    from canstyle.can.evaluate import evaluate
+
+    prepare(make_folders(tmp_path / "src", per_style=2), tmp_path / "cache", size=64)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for i in range(2):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(samples / f"s{i}.png")
+    with pytest.raises(CanstyleError, match="at least 3 per style"):
+        evaluate(samples, tmp_path / "cache", device="cpu", precision="fp32")
 
 
 def test_metric_functions() -> None:

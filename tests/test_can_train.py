@@ -89,6 +89,22 @@ def test_resume_continues_exactly(cache: Path, tmp_path: Path) -> None:
 def test_resume_errors(tmp_path: Path) -> None:
     with pytest.raises(CanstyleError, match="no run"):
         train(None, str(tmp_path / "none"), TrainOptions(**TINY), resume="latest", precision="fp32")
+    run = tmp_path / "runs" / "00000-can-64"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "step00000004.pt").write_bytes(b"x")
+    with pytest.raises(CanstyleError, match="not a CAN run folder"):
+        train(None, str(tmp_path / "runs"), TrainOptions(**TINY), resume=str(run), precision="fp32")
+    (run / "config.json").write_text("{bad")
+    with pytest.raises(CanstyleError, match="damaged"):
+        train(None, str(tmp_path / "runs"), TrainOptions(**TINY), resume=str(run), precision="fp32")
+
+
+@pytest.mark.parametrize("bad", [{"lr_g": float("nan")}, {"beta1": 2.0}, {"beta2": -1.0},
+                                 {"ambiguity_weight": float("inf")}])
+def test_bad_optimiser_values_are_refused(cache: Path, tmp_path: Path, bad: dict) -> None:
+    with pytest.raises(CanstyleError):
+        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **{**TINY, **bad}),
+              precision="fp32", dry_run=True)
 
 
 def wait_for_checkpoint(proc: subprocess.Popen, run_root: Path, min_step: int, timeout: float = 120) -> None:

@@ -126,4 +126,4 @@ def test_outputs_get_the_umask_mode_not_mkstemps_0600(tmp_path):
 
     path = fsutil.atomic_write_bytes(tmp_path / "x.bin", b"data")
     assert path.read_bytes() == b"data"
-    assert (path.stat().st_mode & 0o777) == 0o666 & ~fsutil._UMASK
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~fsutil.UMASK

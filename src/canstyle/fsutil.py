@@ -13,8 +13,8 @@ from canstyle.errors import CanstyleError
 
 # mkstemp creates files readable by the owner only; outputs should get the usual umask-based
 # mode instead. Read the umask once, at import (reading it means setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 def check_writable(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -61,7 +61,7 @@ def atomic_write(
         raise CanstyleError(f"output exists: {final} (choose another name or pass --overwrite)")
     with _temp_beside(final) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         if overwrite:
             os.replace(tmp, final)
             return final

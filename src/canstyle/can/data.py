@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import content_fingerprint
+from canstyle.fsutil import UMASK, content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,14 @@ def _folder_items(root: Path) -> Iterator[Item]:
 
 
 def _csv_items(csv_path: Path) -> Iterator[Item]:
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    try:
+        yield from _csv_rows(csv_path)
+    except UnicodeDecodeError:
+        raise CanstyleError(f"{csv_path} is not UTF-8 text; save the CSV as UTF-8") from None
+
+
+def _csv_rows(csv_path: Path) -> Iterator[Item]:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's byte-order mark
         reader = csv.DictReader(fh)
         cols = set(reader.fieldnames or ())
         key = "path" if "path" in cols else "file" if "file" in cols else None
@@ -187,10 +194,10 @@ def prepare(
     src, dest = Path(src), Path(dest)
     if size < 8:
         raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
-    if dest.exists() and not overwrite:
-        raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
+    _check_dest(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))  # unique per build
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it owner-only; a cache is an ordinary folder
     rows: list[tuple[int, int, int, str]] = []
     skipped: Counter[str] = Counter()
     bad: list[str] = []
@@ -224,10 +231,27 @@ def prepare(
     return PrepareReport(len(rows), dict(sorted(counts.items())), dict(skipped), bad)
 
 
+CACHE_FILES = {"images.u8", "index.npy", "classes.json", "meta.json"}
+
+
+def _check_dest(dest: Path, overwrite: bool) -> None:
+    """Refuse to build over anything but an empty folder or (with ``overwrite``) a cache: the
+    rebuild deletes the old folder, and ``-o`` may name a folder full of the user's files."""
+    if dest.is_file():
+        raise CanstyleError(f"{dest} is a file; give a folder for the cache")
+    if not dest.is_dir() or not any(dest.iterdir()):
+        return
+    if not {p.name for p in dest.iterdir()} <= CACHE_FILES:
+        raise CanstyleError(f"{dest} is a folder but not a canstyle cache; choose an empty or new folder")
+    if not overwrite:
+        raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
+
+
 def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
     """Rename the finished cache into place. When two runs build the same cache at once (both
     arms of a comparison started together), the first one to finish wins and the other keeps it."""
-    if dest.exists() and overwrite:
+    if dest.is_dir() and (overwrite or not any(dest.iterdir())):
+        _check_dest(dest, overwrite=True)  # checked again: the folder may have changed meanwhile
         shutil.rmtree(dest)
     try:
         os.replace(tmp, dest)
@@ -265,6 +289,9 @@ class Cache:
         if self.meta.get("version") != CACHE_VERSION:
             raise CanstyleError(f"cache {self.root} has an old format; run prepare-data again")
         self.blob = np.memmap(self.root / "images.u8", dtype=np.uint8, mode="r")
+        last = self.index[-1] if len(self.index) else np.zeros(4, dtype=np.int64)
+        if self.index.ndim != 2 or len(self.blob) < int(last[0] + last[1] * last[2] * 3):
+            raise CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite")
         self.labels = self.index[:, 3].copy()
 
     def __len__(self) -> int:

@@ -28,6 +28,7 @@ from canstyle.can.data import Cache, class_weights
 from canstyle.can.dataset import Selection, crop_square
 from canstyle.can.generate import resize_to
 from canstyle.device import autocast
+from canstyle.errors import CanstyleError
 from canstyle.fsutil import content_fingerprint
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,11 @@ def build_judge(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleFeat
     head is over-confident, which would pin every entropy near 0 and hide
     the difference between a CAN and a GAN.
     """
+    counts = np.bincount(sel.labels, minlength=len(sel.classes))
+    if counts.min() < 3:  # one to hold out, one to calibrate, one to train on
+        rare = sel.classes[int(counts.argmin())]
+        raise CanstyleError(f"style {rare} has {counts.min()} paintings; the judge needs at least 3 per "
+                            "style (drop rare styles with --min-images)")
     t = _real_features(cache, sel, opts, feat, store)
     k = len(sel.classes)
     tr = t["train_pos"].numpy()
@@ -278,10 +284,8 @@ def load_samples(src: Path, n: int, device: torch.device) -> tuple[torch.Tensor,
     if src.is_dir() and not checkpoints(src):
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
                        and p.name != "grid.png")
-        if not files:
-            from canstyle.errors import CanstyleError
-
-            raise CanstyleError(f"no images in {src}")
+        if len(files) < 2:  # KID and the marginal entropy need at least two samples
+            raise CanstyleError(f"{src} holds {len(files)} sample images; evaluate needs at least 2")
         imgs = [load_rgb(f) for f in files]
         side = min(min(i.shape[-2:]) for i in imgs)
         return torch.cat([resize_to(i, side) for i in imgs]), None, None

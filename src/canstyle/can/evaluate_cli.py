@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-images", type=int, default=0, help="drop styles with fewer images (folder of samples)")
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of each style held out from the classifier")
     p.add_argument("--classifier-size", type=int, default=128, help="classifier input side in pixels")
-    p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file")
+    p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file (default: none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to compute")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and classifier")
@@ -31,17 +32,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from canstyle.can.data import parse_styles
     from canstyle.can.evaluate import EvalOptions, evaluate, summary
+    from canstyle.can.generate import MAX_SEED
     from canstyle.errors import CanstyleError
-    from canstyle.fsutil import atomic_write_bytes
+    from canstyle.fsutil import atomic_write_bytes, check_writable
 
     if args.n < 2 or not 0 < args.holdout < 1:
         raise CanstyleError("-n must be at least 2 and --holdout in (0, 1)")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise CanstyleError(f"--seed must be between 0 and {MAX_SEED}")
+    if not 32 <= args.classifier_size <= 1024:
+        raise CanstyleError("--classifier-size must be between 32 and 1024 pixels")
+    if args.json:
+        check_writable(args.json, args.overwrite)  # before the minutes of work, not after
     opts = EvalOptions(classifier_size=args.classifier_size, holdout=args.holdout, seed=args.seed)
     res = evaluate(args.samples, args.data, n=args.n, styles=parse_styles(args.styles),
                    min_images=args.min_images, opts=opts, device=args.device, precision=args.precision)
     text = json.dumps(res, indent=1)
     print(text)
     if args.json:
-        atomic_write_bytes(args.json, (text + "\n").encode())
+        atomic_write_bytes(args.json, (text + "\n").encode(), overwrite=args.overwrite)
     log.info("%s", summary(res))
     return 0

@@ -41,7 +41,10 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
         if meta.get("format") != EXPORT_FORMAT:
             raise CanstyleError(f"{p} is not a canstyle CAN generator (format {meta.get('format')!r})")
         cfg, classes = ModelConfig.from_json(meta["config"]), json.loads(meta["classes"])
-        state = {k: v.float() for k, v in load_file(str(p)).items()}
+        try:
+            state = {k: v.float() for k, v in load_file(str(p)).items()}
+        except Exception as e:  # noqa: BLE001  (safetensors raises its own types for a cut-off file)
+            raise CanstyleError(f"{p} is damaged or incomplete ({str(e).splitlines()[0]})") from None
     else:
         ckpt = load_checkpoint(find_checkpoint(p))
         cfg, classes, state = ModelConfig.from_json(ckpt["model"]), list(ckpt["classes"]), ckpt["G_ema"]
@@ -76,18 +79,31 @@ def save_generator(state: dict[str, torch.Tensor], config: str, classes: list[st
     return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
+MAX_IMAGES = 1_000_000  # a typo such as 0-99999999 should fail at once, not fill the disk
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-15', '3,7,9' or '0-3,10' -> a list of non-negative seeds."""
-    seeds: list[int] = []
+    """'0-15', '3,7,9' or '0-3,10' -> a list of distinct non-negative seeds, in order."""
+    seeds: dict[int, None] = {}  # ordered set: '1,1' or '0-5,3' paint each seed once
     for part in (p.strip() for p in text.split(",") if p.strip()):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if m is None or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+        if m is None or hi < lo:
             raise CanstyleError(f"bad --seeds {text!r}: use e.g. 0-15 or 1,5,9")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+        if hi > MAX_SEED:
+            raise CanstyleError(f"seed {hi} is too large (at most {MAX_SEED})")
+        if hi - lo + 1 + len(seeds) > MAX_IMAGES:
+            raise CanstyleError(f"--seeds {text!r} asks for more than {MAX_IMAGES:,} images")
+        seeds.update(dict.fromkeys(range(lo, hi + 1)))
     if not seeds:
         raise CanstyleError("--seeds is empty")
-    return seeds
+    return list(seeds)
+
+
+def check_truncation(truncation: float | None) -> None:
+    if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+        raise CanstyleError("--truncation must be a positive number")  # NaN would paint black
 
 
 def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
@@ -95,8 +111,7 @@ def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(z_dim, generator=g)
     if truncation is not None:
-        if truncation <= 0:
-            raise CanstyleError("--truncation must be positive")
+        check_truncation(truncation)
         for _ in range(1000):  # the expected number of rounds is tiny for any sane T
             bad = z.abs() > truncation
             if not bad.any():

@@ -23,27 +23,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     # cpu by default: a seed then gives the same picture on every machine (a GPU's kernels differ)
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where to compute")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+MAX_GRID = 1024  # a contact sheet of more is unreadable, and it is held in memory
 
 
 def run(args: argparse.Namespace) -> int:
-    from canstyle.can.generate import generate, load_generator, make_grid, parse_seeds
+    from canstyle.can.generate import MAX_IMAGES, check_truncation, load_generator, parse_seeds
     from canstyle.device import resolve_device
     from canstyle.fsutil import check_writable
-    from canstyle.imageio import save_image
 
-    if args.n < 1 and args.seeds is None:
-        raise CanstyleError("-n must be at least 1")
+    if args.seeds is None and not 1 <= args.n <= MAX_IMAGES:
+        raise CanstyleError(f"-n must be between 1 and {MAX_IMAGES:,}")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
+    if args.grid and len(seeds) > MAX_GRID:
+        raise CanstyleError(f"--grid takes at most {MAX_GRID} images; drop --grid or ask for fewer")
+    check_truncation(args.truncation)
     paths = [args.output / f"seed{s:04d}.png" for s in seeds]
     for p in paths + ([args.output / "grid.png"] if args.grid else []):
         check_writable(p, args.overwrite)  # fail before computing anything
     g, cfg, classes = load_generator(args.checkpoint, resolve_device(args.device))
-    imgs = generate(g, seeds, args.truncation)
     base = {"command": "generate", "checkpoint": str(args.checkpoint), "truncation": args.truncation,
             "preset": cfg.preset, "classes": classes}
-    for s, img, p in zip(seeds, imgs, paths, strict=True):
-        save_image(img[None], p, {**base, "seed": s}, overwrite=args.overwrite)
-    if args.grid:
-        save_image(make_grid(imgs), args.output / "grid.png", {**base, "seeds": seeds}, overwrite=args.overwrite)
+    _write_images(g, seeds, paths, base, args)
     log.info("wrote %d images to %s", len(seeds), args.output)
     return 0
+
+
+def _write_images(g: object, seeds: list[int], paths: list[Path], base: dict, args: argparse.Namespace) -> None:
+    """Paint and save batch by batch, so memory stays flat however many seeds are asked for."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from canstyle.can.generate import generate, make_grid
+    from canstyle.imageio import save_image
+
+    kept: list[torch.Tensor] = []
+    batch = 32
+    with tqdm(total=len(seeds), desc="generate", unit="img", disable=args.quiet or len(seeds) <= batch) as bar:
+        for i in range(0, len(seeds), batch):
+            imgs = generate(g, seeds[i : i + batch], args.truncation, batch=batch)  # type: ignore[arg-type]
+            for s, img, p in zip(seeds[i : i + batch], imgs, paths[i : i + batch], strict=True):
+                save_image(img[None], p, {**base, "seed": s}, overwrite=args.overwrite)
+            if args.grid:
+                kept.append(imgs)
+            bar.update(len(imgs))
+    if args.grid:
+        save_image(make_grid(torch.cat(kept)), args.output / "grid.png", {**base, "seeds": seeds},
+                   overwrite=args.overwrite)

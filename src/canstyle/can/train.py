@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import random
 import signal
 import time
@@ -80,8 +81,14 @@ class TrainOptions:
                      "keep_checkpoints", "n_samples"):
             if getattr(self, name) < 1:
                 raise CanstyleError(f"--{name.replace('_', '-')} must be at least 1")
+        nums = (self.lr_g, self.lr_d, self.beta1, self.beta2, self.ambiguity_weight, self.style_weight,
+                self.ema_decay, self.crop_min, self.width)
+        if not all(math.isfinite(v) for v in nums):  # NaN slips through every comparison below
+            raise CanstyleError("numeric options must be finite numbers, not nan or inf")
         if min(self.lr_g, self.lr_d) <= 0 or self.ambiguity_weight < 0 or self.style_weight < 0:
             raise CanstyleError("learning rates must be positive and loss weights non-negative")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise CanstyleError("--beta1 and --beta2 must be in [0, 1)")
         if not (0 <= self.ema_decay < 1 and 0 < self.width <= 4):
             raise CanstyleError("--ema-decay must be in [0, 1) and --width in (0, 4]")
         parse_augment(self.augment)
@@ -156,13 +163,25 @@ class _Setup:
     ckpt: Path | None
 
 
+def _read_config(run: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads((run / "config.json").read_text())
+        if not isinstance(saved, dict) or not {"options", "seed"} <= saved.keys():
+            raise ValueError("options or seed missing")
+    except FileNotFoundError:
+        raise CanstyleError(f"--resume: {run} is not a CAN run folder (no config.json)") from None
+    except (OSError, ValueError) as e:
+        raise CanstyleError(f"--resume: {run / 'config.json'} is damaged ({e})") from None
+    return saved
+
+
 def _setup(data: str | None, out: Path, opts: TrainOptions, resume: str | None, seed: int | None,
            info: dd.DistInfo, dry_run: bool) -> _Setup:
     run = ckpt = None
     saved: dict[str, Any] = {}
     if resume:
         run, ckpt = ck.resolve_resume(resume, out)
-        saved = json.loads((run / "config.json").read_text())
+        saved = _read_config(run)
         opts = resume_options(saved["options"], opts)
         seed = int(saved["seed"])
         if data is None or not Path(data).exists():
