@@ -131,3 +131,50 @@ def test_cli_subprocess_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "canstyle", "stylize", "nope.jpg", STYLE, "-o", str(tmp_path / "x.png")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "canstyle: error: no such file: nope.jpg"
+
+
+@pytest.fixture
+def square(tmp_path):
+    """A photo that the tiny FAST settings can stylise (the style images are too wide for 32 px)."""
+    path = tmp_path / "in.png"
+    Image.new("RGB", (40, 40), (120, 60, 200)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("seed", ["99999999999999999999", str(2**63), "-1", "x"])
+def test_out_of_range_seed(capsys, tmp_path, square, seed):
+    _fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(tmp_path / "o.png"), *FAST, "--seed", seed], "--seed")
+
+
+def test_seed_type_bounds():
+    import argparse
+
+    from canstyle.cliutil import MAX_SEED, seed_type
+
+    assert seed_type("0") == 0 and seed_type(str(MAX_SEED)) == 2**63 - 1
+    for bad in (str(2**63), "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seed_type(bad)
+
+
+@pytest.mark.parametrize("flags", [["--optimizer", "adam", "--lr", "-1"], ["--lr", "nan"], ["--lr", "0"],
+                                   ["--content-weight", "nan"], ["--content-weight", "inf"],
+                                   ["--style-weight", "inf"], ["--tv-weight", "nan"], ["--style-scale", "inf"],
+                                   ["--style-weights", "nan"]])
+def test_non_finite_or_bad_float_options(capsys, tmp_path, square, flags):
+    out = tmp_path / "o.png"
+    _fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), *FAST, *flags], flags[-2])
+    assert not out.exists()
+
+
+def test_snapshots_are_never_overwritten_silently(capsys, tmp_path, square):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out, snap = folder / "o5.png", folder / "o5.step00002.png"
+    snap.write_bytes(b"keep me")
+    argv = ["stylize", square, STYLE, "-o", str(out), "--save-every", "1", *FAST]
+    _fails_cleanly(capsys, argv, "exists")
+    assert snap.read_bytes() == b"keep me" and not out.exists()  # checked before any work
+    assert main([*argv, "--overwrite"]) == 0
+    assert read_metadata(snap)["step"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["o5.png", *(f"o5.step0000{i}.png" for i in (1, 2, 3))]

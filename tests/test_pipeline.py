@@ -248,3 +248,14 @@ def test_more_bad_input_fails_before_writing(tiny_can: Path, photo: Path, tmp_pa
     junk.write_bytes(b"\xff" * 64)
     assert "not a safetensors file" in _fail(
         ["create", str(photo), "-o", str(out), "--checkpoint", str(junk), *FAST], capsys)
+
+
+def test_bad_stylize_options_and_seeds_fail_before_painting(tiny_can: Path, photo: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    base = ["create", str(photo), "-o", str(out), "--checkpoint", str(tiny_can), *FAST]
+    assert "--lr" in _fail([*base, "--optimizer", "adam", "--lr", "-1"], capsys)
+    assert "--content-weight" in _fail([*base, "--content-weight", "nan"], capsys)
+    assert "--art-seed" in _fail([*base, "--art-seed", str(2**63)], capsys)
+    assert "--art-seed" in _fail([*base, "--art-seed", str(2**63 - 1), "--n-arts", "2"], capsys)
+    assert not out.exists()  # no art_seed files left behind

@@ -133,3 +133,47 @@ def test_photo_model_on_a_set5_crop_beats_bicubic_by_4_db() -> None:
     sr = Upscaler("photo", "cpu", "fp32")(pil_to_tensor(make_lr(hr, 2)))
     s = score_pair(hr, sr, 2, "butterfly")
     assert s.psnr > s.bicubic_psnr + 4.0
+
+
+def truncated_weights(tmp_path: Path) -> Path:
+    """SR weights whose header is intact but whose tensors are cut off."""
+    from canstyle.sr.zoo import ART, asset_path
+
+    data = asset_path(ART).read_bytes()
+    path = tmp_path / "trunc.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("command", ["upscale", "eval-sr"])
+def test_truncated_weights_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                command: str) -> None:
+    painting((24, 24)).save(tmp_path / "img.png")
+    argv = [command, str(tmp_path / "img.png"), "--model", str(truncated_weights(tmp_path)), "-q"]
+    assert exit_code([*argv, *(["-o", str(tmp_path / "o")] if command == "upscale" else [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trunc.safetensors" in err and len(err.splitlines()) == 1
+
+
+def test_eval_sr_json_is_not_overwritten_silently(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    painting((48, 40)).save(tmp_path / "p0.png")
+    report = tmp_path / "scores.json"
+    report.write_text("keep me")
+    argv = ["eval-sr", str(tmp_path / "p0.png"), "--model", "photo", "--json", str(report)]
+    assert exit_code(argv) == 2
+    out, err = capsys.readouterr()
+    assert "exists" in err and "p0.png" not in out  # refused before scoring anything
+    assert report.read_text() == "keep me"
+    assert main([*argv, "--overwrite"]) == 0
+    assert '"model": "photo"' in report.read_text()
+
+
+def test_a_bad_file_in_a_batch_fails_before_any_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    painting((16, 16)).save(src / "a.png")
+    (src / "b.png").write_text("not an image")
+    assert exit_code(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "photo", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an image" in err and "b.png" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # a_x2.png was not made

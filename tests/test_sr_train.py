@@ -110,3 +110,35 @@ def main_code(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as e:
         return int(e.code or 0)
+
+
+def test_bad_train_sr_flags_fail_before_making_a_run_folder(images: list[Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_sr_cli import truncated_weights
+
+    (tmp_path / "text.png").write_text("not an image")
+    Image.new("RGB", (12, 12)).save(tmp_path / "tiny.png")
+    out = tmp_path / "runs"
+    base = ["train-sr", *map(str, images), "--out", str(out), "--init", "photo", "--batch-size", "1",
+            "--patch", "20", "--steps", "1", "-q"]
+    for flags, message in [(["--val", str(tmp_path / "text.png")], "not an image"),
+                           (["--val", str(tmp_path / "tiny.png")], "too small"),
+                           (["--val", str(images[0]), "--val-crop", "-1"], "--val-crop"),
+                           (["--init", str(truncated_weights(tmp_path)), "--patch", "40"], "trunc.safetensors"),
+                           (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"),
+                           (["--seed", "99999999999999999999"], "--seed")]:
+        assert main_code([*base, *flags]) == 2, flags
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (flags, err)
+        assert not out.exists() or not any(out.iterdir()), flags
+
+
+def test_resuming_a_can_checkpoint_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "runs" / "00000-can-64"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"images": 6, "preset": 64}))
+    ckpt = run / "checkpoints" / "step00000006.pt"
+    ckpt.write_bytes(b"not read")
+    assert main_code(["train-sr", "--resume", str(ckpt), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a train-sr run or checkpoint" in err and len(err.splitlines()) == 1

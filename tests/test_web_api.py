@@ -418,3 +418,27 @@ def test_serve_without_the_web_extra_says_how_to_install(monkeypatch: pytest.Mon
     with pytest.raises(SystemExit) as e:
         main(["serve", "--output", str(tmp_path / "studio")])
     assert e.value.code == 2 and "canstyle[web]" in capsys.readouterr().err
+
+
+def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    from canstyle.cli import main
+
+    calls: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    (tmp_path / "file.png").write_bytes(png_bytes())
+    cases = [(["--max-upload-mp", "nan"], "--max-upload-mp"), (["--max-upload-mb", "-1"], "--max-upload-mb"),
+             (["--max-upload-mb", "0"], "--max-upload-mb"), (["--precision", "fp16", "--device", "cpu"], "fp16"),
+             (["--models", str(tmp_path / "nope")], "does not exist"),
+             (["--models", str(tmp_path / "file.png")], "is a file")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "CUDA is not available"))
+    for flags, message in cases:
+        with pytest.raises(SystemExit) as e:
+            main(["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, (flags, err)
+    assert not calls and not (tmp_path / "studio").exists()  # no server started, no folder made

@@ -50,6 +50,19 @@ def _int(text: str) -> int:
     return v
 
 
+# torch takes seeds below 2**64; staying below 2**63 leaves room for the offsets trainers add
+# (seed + rank, seed + step) and fits a signed 64-bit integer everywhere.
+MAX_SEED = 2**63 - 1
+
+
+def seed_type(text: str) -> int:
+    """argparse type of a seed flag: an integer in 0..MAX_SEED, so torch never overflows."""
+    v = _int(text)
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text!r}")
+    return v
+
+
 def _field_type(tp: Any) -> Any:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     origin = typing.get_origin(tp)
@@ -95,7 +108,7 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True) -> None
         help="autocast precision; auto = bf16 on CPUs with native bf16 and on CUDA, else fp32",
     )
     if seed:
-        parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded in the output)")
+        parser.add_argument("--seed", type=seed_type, default=None, help="random seed (default: random, recorded in the output)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -105,4 +118,4 @@ def fail(message: str) -> NoReturn:
 
 
 __all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args",
-           "add_runtime_args", "fail"]
+           "add_runtime_args", "fail", "seed_type", "MAX_SEED"]

@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
+from canstyle.cliutil import (
+    MAX_SEED,
+    add_dataclass_args,
+    add_runtime_args,
+    dataclass_from_args,
+    seed_type,
+)
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import check_writable
 
@@ -43,7 +49,7 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="CAN run folder, checkpoint or exported .safetensors "
                         "(default: the embedded CAN trained on public-domain paintings)")
-    p.add_argument("--art-seed", type=int, default=None,
+    p.add_argument("--art-seed", type=seed_type, default=None,
                    help="seed of the first CAN painting (default: random, recorded in run.json)")
     p.add_argument("--n-arts", type=int, default=1, help="paintings to make: art seeds S, S+1, ...")
     p.add_argument("--art-size", type=int, default=None,
@@ -71,15 +77,12 @@ def _names(paths: list[Path]) -> list[str]:
     return names
 
 
-MAX_SEED = 2**63 - 1  # torch seeds are 64-bit
-
-
 def _check_args(args: argparse.Namespace) -> None:
     if args.n_arts < 1:
         raise CanstyleError("--n-arts must be at least 1")
-    for flag, seed in (("--art-seed", args.art_seed), ("--seed", args.seed)):
-        if seed is not None and not 0 <= seed <= MAX_SEED - args.n_arts:
-            raise CanstyleError(f"{flag} must be between 0 and 2**63 - {args.n_arts + 1}, got {seed}")
+    # seed_type bounds each seed; the last of the --n-arts art seeds S, S+1, ... must fit too.
+    if args.art_seed is not None and args.art_seed + args.n_arts - 1 > MAX_SEED:
+        raise CanstyleError(f"--art-seed must be at most 2**63 - {args.n_arts} with --n-arts {args.n_arts}")
     if args.style_size is not None and args.style_size < 32:
         raise CanstyleError("--style-size must be at least 32")
     # Fail now, before loading models, if OUTDIR cannot be a folder we can write in.

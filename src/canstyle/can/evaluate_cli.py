@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from canstyle.cliutil import seed_type
+
 log = logging.getLogger("canstyle")
 
 
@@ -26,20 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", default="auto", choices=DEVICES, help="where to compute")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and classifier")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the held-out split and classifier")
 
 
 def run(args: argparse.Namespace) -> int:
     from canstyle.can.data import parse_styles
     from canstyle.can.evaluate import EvalOptions, evaluate, summary
-    from canstyle.can.generate import MAX_SEED
     from canstyle.errors import CanstyleError
     from canstyle.fsutil import atomic_write_bytes, check_writable
 
     if args.n < 2 or not 0 < args.holdout < 1:
         raise CanstyleError("-n must be at least 2 and --holdout in (0, 1)")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise CanstyleError(f"--seed must be between 0 and {MAX_SEED}")
     if not 32 <= args.classifier_size <= 1024:
         raise CanstyleError("--classifier-size must be between 32 and 1024 pixels")
     if args.json:

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
 from canstyle.can.models import Generator, ModelConfig
+from canstyle.cliutil import MAX_SEED
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import atomic_write
 
@@ -79,7 +80,6 @@ def save_generator(state: dict[str, torch.Tensor], config: str, classes: list[st
     return atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta), overwrite=overwrite)
 
 
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 MAX_IMAGES = 1_000_000  # a typo such as 0-99999999 should fail at once, not fill the disk
 
 

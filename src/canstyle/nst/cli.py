@@ -8,10 +8,14 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
 from canstyle.errors import CanstyleError
 from canstyle.nst.features import FEATURE_CHOICES
+
+if TYPE_CHECKING:
+    from canstyle.nst.stylize import StylizeOptions
 
 log = logging.getLogger("canstyle")
 
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_format(args.output)  # fail before the long computation, not after it
     content = load_image(args.content)
     styles = [load_image(s).rgb for s in args.styles]
+    for snap in _snapshot_paths(args.output, tuple(content.rgb.shape[-2:]), opts, args.save_every):
+        check_writable(snap, args.overwrite)  # a snapshot is an output too: never clobbered silently
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     engine = StyleTransfer(args.features, args.device, args.precision, pooling=opts.pooling)
     log.info("stylize: %s features on %s (%s), seed %d", engine.features, engine.device,
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     }
     t0 = time.perf_counter()
     with TqdmProgress("stylize", disable=args.quiet) as bar:
-        callback = _with_snapshots(bar, args.output, args.save_every, params)
+        callback = _with_snapshots(bar, args.output, args.save_every, params, args.overwrite)
         out = engine(content.rgb, styles, opts, generator=torch.Generator().manual_seed(seed),
                      callback=callback, preview_every=args.save_every)
     params["seconds"] = round(time.perf_counter() - t0, 2)
@@ -72,7 +78,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_snapshots(bar, output: Path, every: int, params: dict):  # type: ignore[no-untyped-def]
+def _snapshot_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}.step{step:05d}{output.suffix}")
+
+
+def _snapshot_paths(output: Path, content_hw: tuple[int, int], opts: StylizeOptions, every: int) -> list[Path]:
+    """Every file ``--save-every`` will write, known before any optimisation step."""
+    from canstyle.nst.stylize import fit_size, preview_steps
+
+    if every <= 0:
+        return []
+    return [_snapshot_path(output, s) for s in preview_steps(opts, fit_size(content_hw, opts.size), every)]
+
+
+def _with_snapshots(bar, output: Path, every: int, params: dict, overwrite: bool):  # type: ignore[no-untyped-def]
     if every <= 0:
         return bar
     from canstyle.imageio import save_image
@@ -80,7 +99,6 @@ def _with_snapshots(bar, output: Path, every: int, params: dict):  # type: ignor
     def callback(p):  # type: ignore[no-untyped-def]
         bar(p)
         if p.image is not None:
-            snap = output.with_name(f"{output.stem}.step{p.step:05d}{output.suffix}")
-            save_image(p.image, snap, {**params, "step": p.step}, overwrite=True)
+            save_image(p.image, _snapshot_path(output, p.step), {**params, "step": p.step}, overwrite=overwrite)
 
     return callback

@@ -57,6 +57,7 @@ class StylizeOptions:
     pooling: str = _opt("max", "VGG pooling", choices=("max", "avg"))
 
     def validate(self) -> None:
+        self._check_numbers()
         if self.size < MIN_SIDE:
             raise CanstyleError(f"--size must be at least {MIN_SIDE}, got {self.size}")
         if self.iterations < 1 or self.coarse_iterations < 0:
@@ -71,6 +72,16 @@ class StylizeOptions:
             any(w < 0 for w in self.style_weights) or sum(self.style_weights) <= 0
         ):
             raise CanstyleError("--style-weights must be non-negative with a positive sum")
+
+    def _check_numbers(self) -> None:
+        """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""
+        names = ("lr", "content_weight", "style_weight", "tv_weight", "style_scale")
+        values = [(n, getattr(self, n)) for n in names] + [("style_weights", w) for w in self.style_weights or ()]
+        for name, value in values:
+            if not math.isfinite(value):
+                raise CanstyleError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not self.lr > 0:  # Adam rejects lr <= 0 only after the models are loaded
+            raise CanstyleError(f"--lr must be positive, got {self.lr}")
 
     def scales(self) -> list[int]:
         """Long sides from coarse to fine, doubling up to ``size``."""
@@ -101,6 +112,26 @@ def style_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     if scale * max(h, w) > 8 * max(long_side, MIN_SIDE):
         raise CanstyleError(f"style image is too thin to analyse: {w}x{h}")
     return (max(round(h * scale), MIN_SIDE), max(round(w * scale), MIN_SIDE))
+
+
+def scale_plan(opts: StylizeOptions, final_hw: tuple[int, int]) -> list[tuple[int, tuple[int, int], int]]:
+    """(long side, (h, w), iterations) per scale; coarse scales too thin for VGG are dropped."""
+    plan = []
+    for long in opts.scales()[:-1]:
+        s = long / max(final_hw)
+        hw = (round(final_hw[0] * s), round(final_hw[1] * s))
+        if min(hw) >= MIN_SIDE:
+            plan.append((long, hw, opts.coarse_iterations))
+    return plan + [(opts.size, final_hw, opts.iterations)]
+
+
+def preview_steps(opts: StylizeOptions, final_hw: tuple[int, int], every: int) -> list[int]:
+    """The progress steps that carry a preview image with ``preview_every=every``."""
+    steps, done = [], 0
+    for _, _, n in scale_plan(opts, final_hw):
+        steps += [done + k for k in range(every, n + 1, every)]
+        done += n
+    return steps
 
 
 @dataclass
@@ -203,18 +234,8 @@ class StyleTransfer:
             x = color.restore_chroma(x, resize_to(orig_content, final_hw))
         return x
 
-    def _plan(self, opts: StylizeOptions, final_hw: tuple[int, int]) -> list[tuple[int, tuple[int, int], int]]:
-        """(long side, (h, w), iterations) per scale; coarse scales too thin for VGG are dropped."""
-        plan = []
-        for long in opts.scales()[:-1]:
-            s = long / max(final_hw)
-            hw = (round(final_hw[0] * s), round(final_hw[1] * s))
-            if min(hw) >= MIN_SIDE:
-                plan.append((long, hw, opts.coarse_iterations))
-        return plan + [(opts.size, final_hw, opts.iterations)]
-
     def _run_scales(self, content, styles, weights, opts, final_hw, generator, callback, preview_every):  # type: ignore[no-untyped-def]
-        plan = self._plan(opts, final_hw)
+        plan = scale_plan(opts, final_hw)
         total, done = sum(n for _, _, n in plan), 0
         x: torch.Tensor | None = None
         for i, (long, hw, n) in enumerate(plan):

@@ -61,6 +61,38 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
     return outs
 
 
+def _header_size(src: Path) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                return im.size
+    except UnidentifiedImageError:
+        raise CanstyleError(f"not an image (or an unsupported format): {src}") from None
+    except Image.DecompressionBombError:
+        raise CanstyleError(f"image is too large to load safely: {src}") from None
+    except OSError as e:
+        raise CanstyleError(f"cannot read image {src}: {e}") from None
+
+
+def check_inputs(paths: list[Path], scale: int) -> None:
+    """Read every header first (cheap), so a bad file in a batch fails before any output is made."""
+    from canstyle.imageio import MAX_PIXELS
+
+    for src in paths:
+        w, h = _header_size(src)
+        if w * h > MAX_PIXELS:
+            raise CanstyleError(f"image is too large: {src} is {w}x{h}, limit {MAX_PIXELS / 1e6:.0f} MP")
+        if w * h * scale**2 > MAX_OUTPUT_PIXELS:
+            raise CanstyleError(f"{src}: {w}x{h} x{scale} would be {w * h * scale**2 / 1e6:.0f} MP, "
+                                f"limit {MAX_OUTPUT_PIXELS / 1e6:.0f} MP")
+
+
 def _check_model(name: str) -> None:
     from canstyle.sr.zoo import check_model_name, is_weights_file
 
@@ -77,13 +109,10 @@ def run(args: argparse.Namespace) -> int:
     _check_model(args.model)
     inputs = list_images(args.inputs)
     outs = output_paths(inputs, args.output, args.scale, args.overwrite)
+    check_inputs(inputs, args.scale)
     up = Upscaler(args.model, args.device, args.precision, args.tile, args.tile_pad)
     for src, dst in zip(inputs, outs, strict=True):
         img = load_image(src)
-        h, w = img.rgb.shape[-2:]
-        if h * w * args.scale**2 > MAX_OUTPUT_PIXELS:
-            raise CanstyleError(f"{src}: {w}x{h} x{args.scale} would be "
-                                f"{w * h * args.scale**2 / 1e6:.0f} MP, limit {MAX_OUTPUT_PIXELS / 1e6:.0f} MP")
         t0 = time.perf_counter()
         with TqdmProgress(f"upscale {src.name}", disable=args.quiet) as bar:
             rgb = up(img.rgb, args.scale, callback=bar)

@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=0, metavar="N",
                    help="score the central NxN crop of each image (0 = whole image)")
     p.add_argument("--json", type=Path, default=None, help="also write all scores to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     add_runtime_args(p, seed=False)
 
 
@@ -35,7 +36,7 @@ def _row(name: str, psnr: float, ssim: float, bpsnr: float, bssim: float) -> str
 
 
 def run(args: argparse.Namespace) -> int:
-    from canstyle.fsutil import atomic_write_bytes
+    from canstyle.fsutil import atomic_write_bytes, check_writable
     from canstyle.sr.data import list_images
     from canstyle.sr.evaluate import Score, evaluate, mean_score
     from canstyle.sr.upscaler import Upscaler
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.crop < 0:
         raise CanstyleError("--crop must be >= 0")
     _check_model(args.model)
+    if args.json:
+        check_writable(args.json, args.overwrite)  # before scoring, not after
     paths = list_images(args.inputs)
     up = Upscaler(args.model, args.device, args.precision, args.tile, args.tile_pad)
     print(f"model {up.model_name}, x{args.scale}, LR by PIL bicubic, Y (BT.601), "
@@ -60,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = {"model": up.model_name, "scale": args.scale, "crop": args.crop,
                 "mean": asdict(mean), "images": [asdict(s) for s in scores]}
-        atomic_write_bytes(args.json, json.dumps(data, indent=1).encode())
+        atomic_write_bytes(args.json, json.dumps(data, indent=1).encode(), overwrite=args.overwrite)
     return 0

@@ -56,15 +56,21 @@ class TrainOptions:
         if self.patch <= 2 * offset or self.patch % multiple:
             raise CanstyleError(f"--patch must exceed {2 * offset} px and be a multiple of "
                                 f"{multiple} for this model, got {self.patch}")
-        if not self.lr > 0:
-            raise CanstyleError("--lr must be positive")
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # inf would train a NaN model
+            raise CanstyleError(f"--lr must be a positive finite number, got {self.lr}")
+
+
+def next_run_path(out: Path, tag: str) -> Path:
+    """The next numbered run folder in ``out``, not created yet."""
+    if out.exists() and not out.is_dir():
+        raise CanstyleError(f"--out must be a folder, and {out} is a file")
+    nums = [int(p.name[:5]) for p in out.iterdir() if p.is_dir() and p.name[:5].isdigit()] if out.is_dir() else []
+    return out / f"{max(nums, default=0) + 1:05d}-sr-{tag}"
 
 
 def next_run_dir(out: Path, tag: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    nums = [int(p.name[:5]) for p in out.iterdir() if p.is_dir() and p.name[:5].isdigit()]
-    run = out / f"{max(nums, default=0) + 1:05d}-sr-{tag}"
-    run.mkdir()
+    run = next_run_path(out, tag)
+    run.mkdir(parents=True)
     return run
 
 
@@ -110,7 +116,11 @@ class Trainer:
         else:  # resuming: the checkpoint has everything, the --init weights may be gone
             self.arch, state = checkpoint["arch"], checkpoint["model"]
         self.net = build(self.arch)
-        self.net.load_state_dict(state)
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as e:
+            source = opts.init if checkpoint is None else "the checkpoint's"
+            raise CanstyleError(f"{source} weights do not fit the {self.arch} network: {e}") from None
         opts.validate(self.net.offset, self.net.pad_multiple)
         self.opts, self.run_dir, self.seed = opts, run_dir, seed
         self.device = resolve_device(device)
@@ -220,7 +230,10 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
         log.info("resuming %s at step %d", run_dir, trainer.step)
     else:
         tag = Path(opts.init).stem if opts.init.endswith(".safetensors") else opts.init
-        trainer = Trainer(opts, next_run_dir(out, tag), device, precision, seed)
+        run_dir = next_run_path(out, tag)
+        # The trainer loads --init and resolves the device first: if either fails, no empty run is left.
+        trainer = Trainer(opts, run_dir, device, precision, seed)
+        run_dir.mkdir(parents=True)
         trainer.save_config([str(p) for p in paths])
     return trainer.fit(images, callback, on_checkpoint)
 

@@ -35,9 +35,24 @@ def _images_of_run(resume: str, out: Path) -> list[Path]:
 
     cfg = find_checkpoint(resume, out).parent.parent / "config.json"
     try:
-        return [Path(p) for p in json.loads(cfg.read_text())["images"]]
-    except (OSError, KeyError, json.JSONDecodeError) as e:
+        data = json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError) as e:
         raise CanstyleError(f"cannot read the image list of the run ({cfg}): {e}") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    # A CAN run has a config.json too, but with other contents.
+    if not isinstance(images, list) or "arch" not in data or not all(isinstance(p, str) for p in images):
+        raise CanstyleError(f"--resume {resume} is not a train-sr run or checkpoint ({cfg} has no SR image list)")
+    return [Path(p) for p in images]
+
+
+def _check_val(paths: list[Path], crop: int) -> None:
+    """Load every --val image now: a bad one must fail before the run folder is made, not at step 1."""
+    from canstyle.sr.evaluate import load_hr
+
+    if crop < 0:
+        raise CanstyleError("--val-crop must be >= 0")
+    for p in paths:
+        load_hr(p, 2, crop)  # not an image, or too small (after the crop) to score
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
         paths = _images_of_run(args.resume, args.out)
     else:
         raise CanstyleError("give training images (files or folders), or --resume a run")
-    hook = validator(list_images(args.val), args.val_crop) if args.val else None
+    hook = None
+    if args.val:
+        val = list_images(args.val)
+        _check_val(val, args.val_crop)
+        hook = validator(val, args.val_crop)
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     with TqdmProgress("train-sr", disable=args.quiet) as bar:
         model = train(paths, args.out, opts, args.resume, args.device, args.precision, seed,

@@ -185,13 +185,21 @@ def arch_of(name: str) -> str:
     return _file_arch(Path(name).expanduser()) if is_weights_file(name) else check_model_name(name).arch
 
 
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except SafetensorError as e:  # e.g. truncated: the header reads, the tensors do not
+        raise CanstyleError(f"cannot read SR weights {path} (damaged or incomplete file?): {e}") from None
+
+
 def load_state(name: str) -> tuple[str, dict[str, torch.Tensor]]:
     """(arch, state_dict) of a model name or of a ``.safetensors`` file from ``train-sr``."""
     if is_weights_file(name):
-        from safetensors.torch import load_file
-
         path = Path(name).expanduser()
-        return _file_arch(path), load_file(str(path))
+        return _file_arch(path), _load_file(path)
     m = check_model_name(name)
     return m.arch, weights.load_weights(weight_name(name))[0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,25 @@ def lock_output(folder: Path) -> Any:
     return f
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Every flag, before the server starts (a bad one would otherwise surface at the first job)."""
+    from canstyle.device import resolve_device, resolve_precision
+
+    if not 0 <= args.port <= 65535:
+        raise CanstyleError(f"--port must be 0-65535, got {args.port}")
+    if args.threads is not None and args.threads < 1:
+        raise CanstyleError("--threads must be at least 1")
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-upload-mp", args.max_upload_mp)):
+        if not (math.isfinite(value) and value > 0):
+            raise CanstyleError(f"{flag} must be a positive number, got {value}")
+    if args.output.exists() and not args.output.is_dir():
+        raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+    if args.models is not None and not args.models.is_dir():
+        what = "is a file" if args.models.exists() else "does not exist"
+        raise CanstyleError(f"--models must be a folder of exported CAN generators, and {args.models} {what}")
+    resolve_precision(args.precision, resolve_device(args.device))  # fails as stylize would
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -73,12 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.web.app import create_app
     from canstyle.web.security import LOOPBACK_HOSTS
 
-    if not 0 <= args.port <= 65535:
-        raise CanstyleError(f"--port must be 0-65535, got {args.port}")
-    if args.threads is not None and args.threads < 1:
-        raise CanstyleError("--threads must be at least 1")
-    if args.output.exists() and not args.output.is_dir():
-        raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+    _check_args(args)
     lock = lock_output(args.output)
     # One job at a time uses these threads; the event loop and uploads need almost none.
     torch.set_num_threads(_threads(args.threads))
