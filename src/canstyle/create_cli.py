@@ -43,7 +43,7 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
     """Every flag of ``create`` except the photos (``demo`` shares them)."""
     from canstyle.nst.features import FEATURE_CHOICES
     from canstyle.nst.stylize import StylizeOptions
-    from canstyle.sr.zoo import DEFAULT_MODEL
+    from canstyle.pipeline import CAN_SR_MODEL
 
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument("--checkpoint", type=Path, default=None,
@@ -57,7 +57,9 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style-size", type=int, default=None,
                    help="side of the upscaled painting used as the style (default: --size)")
     p.add_argument("--truncation", type=float, default=None, help="CAN noise truncation (redraw beyond +-T) (default: off)")
-    p.add_argument("--sr-model", default=DEFAULT_MODEL, help="super-resolution model name or .safetensors")
+    p.add_argument("--sr-model", default=CAN_SR_MODEL,
+                   help="super-resolution model name or .safetensors (the denoising CUNet smooths the "
+                        "CAN's pixel grid into brush shapes; see docs/pipeline.md)")
     p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
                    help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -25,6 +25,11 @@ from canstyle.errors import CanstyleError
 from canstyle.progress import Progress, ProgressCallback
 
 DEFAULT_CAN = Path(__file__).resolve().parent / "assets" / "can_default.safetensors"
+# The SR model for CAN paintings. Not `upscale`'s cunet-art: a CAN's nearest-neighbour
+# up-sampling leaves a fine pixel-grid texture, which a plain x2 model sharpens into mosaic tiles
+# and style transfer then copies into the photo. The JPEG-denoising CUNet reads that texture as
+# noise and paints smooth brush shapes instead (compared side by side in docs/pipeline.md).
+CAN_SR_MODEL = "cunet-denoise2"
 
 
 @dataclass
@@ -77,7 +82,6 @@ class Pipeline:
         from canstyle.device import resolve_device
         from canstyle.nst.stylize import StyleTransfer
         from canstyle.sr.upscaler import Upscaler
-        from canstyle.sr.zoo import DEFAULT_MODEL
 
         if checkpoint is None and not DEFAULT_CAN.is_file():
             raise CanstyleError(f"canstyle is missing its default CAN {DEFAULT_CAN.name}; reinstall canstyle")
@@ -96,7 +100,7 @@ class Pipeline:
                 "drop --art-size or use a matching checkpoint"
             )
         self.pooling = pooling
-        self.sr_model = sr_model or DEFAULT_MODEL
+        self.sr_model = sr_model or CAN_SR_MODEL
         self.upscaler = Upscaler(self.sr_model, str(self.device), precision, tile=tile)
         self.engine = StyleTransfer(features, str(self.device), precision, pooling=pooling)
 
