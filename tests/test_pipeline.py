@@ -73,10 +73,14 @@ def test_paint_upscales_to_the_style_size(pipe: Pipeline) -> None:
     art = pipe.paint(3, style_size=200)
     assert art.art.shape == (1, 3, 64, 64) and art.style.shape == (1, 3, 200, 200)
     assert art.sr_factor == 4 and art.style.min() >= 0 and art.style.max() <= 1
-    # The style is this painting enlarged (SR smooths the noisy tiny CAN's pixels), not another one.
-    small = torch.nn.functional.interpolate(art.style, size=(64, 64), mode="area")
+    # The style is this painting enlarged, not another one. Compared at 16 px: the denoising SR
+    # model smooths the tiny random CAN's pixel noise away, but keeps the painting's layout.
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, size=(16, 16), mode="area")
+
     other = pipe.paint(4, style_size=64).art
-    assert (small - art.art).abs().mean() < 0.6 * (small - other).abs().mean()
+    mine, theirs = (pool(art.style) - pool(art.art)).abs().mean(), (pool(art.style) - pool(other)).abs().mean()
+    assert mine < 0.6 * theirs, (mine, theirs)
 
 
 def test_call_is_seeded_and_reports_every_stage(pipe: Pipeline, photo: Path) -> None:

@@ -117,6 +117,16 @@ def test_browser_upload_paint_watch_download(server: str, tmp_path: Path) -> Non
     target.write_bytes(shot)
 
 
+def _default_can_size() -> int:
+    """The embedded CAN's painting size (the studio shows paintings at their native size)."""
+    import json
+
+    from canstyle.pipeline import DEFAULT_CAN
+    from canstyle.weights import read_metadata
+
+    return int(json.loads(read_metadata(DEFAULT_CAN)["config"])["preset"])
+
+
 def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
     """Upload the giraffe, generate 8 paintings, pick one, set up a small draft job
     (192 px, 40 + 10 iterations: a few seconds, yet the screenshot shows a giraffe)."""
@@ -126,8 +136,9 @@ def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
     assert len(selected) == 1 and not selected[0].get_attribute("data-id").startswith("demo-")
     page.fill("#seed-count", "8")
     page.click("#generate-btn")
+    side = _default_can_size()
     poll(page, "() => [...document.querySelectorAll('#painting-grid img')]"
-               ".filter(i => i.complete && i.naturalWidth === 64).length === 8")
+               f".filter(i => i.complete && i.naturalWidth === {side}).length === 8")
     page.click("#painting-grid .thumb[data-seed='5']")
     assert page.get_attribute("#painting-grid .thumb[data-seed='5']", "class").endswith("selected")
     page.fill("#opt-size", "192")

@@ -19,6 +19,11 @@ DEMO_ART_SEED = 20  # picked by eye (colourful, strong shapes) from the default 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     create_cli.add_create_arguments(p)
     p.set_defaults(art_seed=DEMO_ART_SEED, seed=0)
+    for action in p._actions:  # create's help says "random"; the demo's seeds are fixed
+        if action.dest == "art_seed":
+            action.help = "seed of the first CAN painting; the README shows this one (default: %(default)s)"
+        elif action.dest == "seed":
+            action.help = "noise seed of style transfer (default: %(default)s)"
 
 
 def run(args: argparse.Namespace) -> int:
