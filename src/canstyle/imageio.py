@@ -37,7 +37,8 @@ class LoadedImage:
     mode: str = "RGB"  # the file's original PIL mode
 
 
-def _open(src: str | os.PathLike[str] | bytes, max_pixels: int) -> tuple[Image.Image, Path | None]:
+def _open_header(src: str | os.PathLike[str] | bytes, max_pixels: int) -> tuple[Image.Image, Path | None, str]:
+    """Open lazily (the header only) and check the size, so huge or foreign files fail cheaply."""
     path = None if isinstance(src, bytes) else Path(src)
     if path is not None:
         if not path.exists():
@@ -58,11 +59,25 @@ def _open(src: str | os.PathLike[str] | bytes, max_pixels: int) -> tuple[Image.I
         raise CanstyleError(f"cannot read image {name}: {e}") from None
     w, h = im.size
     if w * h > max_pixels:
+        im.close()
         raise CanstyleError(
             f"image is too large: {name} is {w}x{h} = {w * h / 1e6:.0f} MP, limit {max_pixels / 1e6:.0f} MP"
         )
     if w < 1 or h < 1:
+        im.close()
         raise CanstyleError(f"image has no pixels: {name}")
+    return im, path, name
+
+
+def image_size(src: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of a loadable image, read from its header without decoding the pixels."""
+    im, _, _ = _open_header(src, max_pixels)
+    with im:
+        return im.size
+
+
+def _open(src: str | os.PathLike[str] | bytes, max_pixels: int) -> tuple[Image.Image, Path | None]:
+    im, path, name = _open_header(src, max_pixels)
     try:
         im.load()  # decode now, so truncated files fail here with a clear message
         im = ImageOps.exif_transpose(im)

@@ -61,33 +61,12 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
     return outs
 
 
-def _header_size(src: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(src) as im:
-                return im.size
-    except UnidentifiedImageError:
-        raise CanstyleError(f"not an image (or an unsupported format): {src}") from None
-    except Image.DecompressionBombError:
-        raise CanstyleError(f"image is too large to load safely: {src}") from None
-    except OSError as e:
-        raise CanstyleError(f"cannot read image {src}: {e}") from None
-
-
 def check_inputs(paths: list[Path], scale: int) -> None:
     """Read every header first (cheap), so a bad file in a batch fails before any output is made."""
-    from canstyle.imageio import MAX_PIXELS
+    from canstyle.imageio import image_size
 
     for src in paths:
-        w, h = _header_size(src)
-        if w * h > MAX_PIXELS:
-            raise CanstyleError(f"image is too large: {src} is {w}x{h}, limit {MAX_PIXELS / 1e6:.0f} MP")
+        w, h = image_size(src)
         if w * h * scale**2 > MAX_OUTPUT_PIXELS:
             raise CanstyleError(f"{src}: {w}x{h} x{scale} would be {w * h * scale**2 / 1e6:.0f} MP, "
                                 f"limit {MAX_OUTPUT_PIXELS / 1e6:.0f} MP")
