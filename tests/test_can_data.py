@@ -187,6 +187,11 @@ def test_cache_key_survives_a_copy_but_not_an_edit(tmp_path: Path, monkeypatch: 
     assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
     (copy / "Ukiyo_e" / "p01.jpg").rename(copy / "Ukiyo_e" / "p99.jpg")
     assert default_cache_dir(copy, 32, None) != default_cache_dir(src, 32, None)
+    # A CSV lists images beside it, not in it: two equal CSVs in two folders are two data sets.
+    for d in (tmp_path / "a", tmp_path / "b"):
+        (d / "labels.csv").write_text("path,style\nart/Baroque/p00.jpg,Baroque\n")
+    assert default_cache_dir(tmp_path / "a" / "labels.csv", 32, None) != default_cache_dir(
+        tmp_path / "b" / "labels.csv", 32, None)
 
 
 def test_prepare_never_deletes_a_folder_that_is_not_a_cache(tmp_path: Path) -> None:

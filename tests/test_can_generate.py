@@ -64,6 +64,7 @@ def test_each_seed_is_independent_of_the_batch(run: tuple[Path, Path]) -> None:
     assert float(z.abs().max()) <= 0.5 and torch.equal(z, seed_noise(7, 100, truncation=0.5))
     assert parse_seeds("0-2,9") == [0, 1, 2, 9]
     assert parse_seeds("3,1,1,0-3") == [3, 1, 0, 2]  # each seed once, in the order asked
+    assert len(parse_seeds("0-999999,0-999999")) == 1_000_000  # the limit counts distinct seeds
     for bad, match in (("5-1", "bad"), ("0-99999999", "more than"), (str(2**64), "too large")):
         with pytest.raises(CanstyleError, match=match):
             parse_seeds(bad)
@@ -165,6 +166,8 @@ def test_judge_features_are_keyed_by_cache_content(run: tuple[Path, Path], tmp_p
     assert classifier_key(copy, select(copy), {"size": 64}) == key
     assert classifier_key(cache, select(cache), {"size": 128}) != key
     assert classifier_key(cache, select(cache, ["Baroque", "Ukiyo_e"]), {"size": 64}) != key
+    copy.meta["pixels_sha1"] = "another painting somewhere in the middle"
+    assert classifier_key(copy, select(copy), {"size": 64}) != key
 
 
 def test_heldout_split_is_stratified(run: tuple[Path, Path]) -> None:

@@ -30,7 +30,7 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "(default" in text or action.default is None or action.required:
+        if "(default" in text or action.default in (None, "") or action.required:
             return text
         return super()._get_help_string(action)
 

@@ -202,6 +202,7 @@ def prepare(
     skipped: Counter[str] = Counter()
     bad: list[str] = []
     offset = 0
+    digest = hashlib.sha1()  # of every stored pixel and label: the judge keys its features by it
     try:
         with open(tmp / "images.u8", "wb") as blob:
             for n, item in enumerate(iter_items(src, styles)):
@@ -214,13 +215,15 @@ def prepare(
                     log.debug("skipping %s: %s", item.name, e)
                     continue
                 blob.write(arr.tobytes())
+                digest.update(arr.tobytes())
+                digest.update(item.style.encode())
                 rows.append((offset, arr.shape[0], arr.shape[1], item.style))
                 offset += arr.size
                 if callable(callback):
                     callback(n + 1)
         if not rows:
             raise CanstyleError(f"no readable images in {src}" + (f" for styles {styles}" if styles else ""))
-        _write_index(tmp, rows, src, size, skipped, bad)
+        _write_index(tmp, rows, src, size, skipped, bad, digest.hexdigest())
         _publish(tmp, dest, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -261,7 +264,8 @@ def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
         log.info("%s was finished by another process first; using it", dest)
 
 
-def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, bad: list[str]) -> None:
+def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, bad: list[str],
+                 digest: str) -> None:
     classes = sorted({r[3] for r in rows})  # sorted, so the class order never depends on the filesystem
     cid = {c: i for i, c in enumerate(classes)}
     index = np.array([(o, h, w, cid[s]) for o, h, w, s in rows], dtype=np.int64)
@@ -270,7 +274,7 @@ def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, 
     meta = {
         "version": CACHE_VERSION, "source": str(src.resolve()), "size": size, "count": len(rows),
         "counts": dict(sorted(Counter(r[3] for r in rows).items())),
-        "skipped": dict(skipped), "skipped_files": bad[:200],
+        "skipped": dict(skipped), "skipped_files": bad[:200], "pixels_sha1": digest,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
@@ -288,7 +292,10 @@ class Cache:
             raise CanstyleError(f"not a canstyle data cache: {self.root} ({e})") from None
         if self.meta.get("version") != CACHE_VERSION:
             raise CanstyleError(f"cache {self.root} has an old format; run prepare-data again")
-        self.blob = np.memmap(self.root / "images.u8", dtype=np.uint8, mode="r")
+        try:
+            self.blob = np.memmap(self.root / "images.u8", dtype=np.uint8, mode="r")
+        except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+            raise CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite") from None
         last = self.index[-1] if len(self.index) else np.zeros(4, dtype=np.int64)
         if self.index.ndim != 2 or len(self.blob) < int(last[0] + last[1] * last[2] * 3):
             raise CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite")
@@ -309,7 +316,10 @@ def is_cache(path: Path) -> bool:
 def default_cache_dir(src: Path, size: int, styles: list[str] | None) -> Path:
     from canstyle.weights import home
 
-    key = hashlib.sha1(f"{content_fingerprint(src)}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    content = content_fingerprint(src)
+    if src.is_file():  # a CSV: the images it lists lie outside it, so its place is part of the key
+        content += str(src.resolve().parent)
+    key = hashlib.sha1(f"{content}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
     return home() / "can-data" / f"{src.resolve().name}-{size}-{key}"
 
 

@@ -29,7 +29,6 @@ from canstyle.can.dataset import Selection, crop_square
 from canstyle.can.generate import resize_to
 from canstyle.device import autocast
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import content_fingerprint
 
 log = logging.getLogger(__name__)
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -176,9 +175,9 @@ def nn_distance(samples: torch.Tensor, train: torch.Tensor, side: int = 32) -> t
 
 
 def classifier_key(cache: Cache, sel: Selection, opts: dict[str, Any]) -> str:
-    # The cache's content, not its path, so a copied CANSTYLE_HOME or a cache rebuilt on
-    # another machine finds the features it already computed (meta.json names the path).
-    content = [content_fingerprint(cache.root / n) for n in ("index.npy", "classes.json", "images.u8")]
+    # The cache's pixels, not its path, so a copied CANSTYLE_HOME or a cache rebuilt on another
+    # machine finds the features it already computed. Caches from before the digest keep their path.
+    content = cache.meta.get("pixels_sha1") or str(cache.root.resolve())
     text = json.dumps([content, cache.meta.get("count"), sel.classes, opts, FEATURE_VERSION], sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

@@ -45,7 +45,8 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
         try:
             state = {k: v.float() for k, v in load_file(str(p)).items()}
         except Exception as e:  # noqa: BLE001  (safetensors raises its own types for a cut-off file)
-            raise CanstyleError(f"{p} is damaged or incomplete ({str(e).splitlines()[0]})") from None
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise CanstyleError(f"{p} is damaged or incomplete ({first})") from None
     else:
         ckpt = load_checkpoint(find_checkpoint(p))
         cfg, classes, state = ModelConfig.from_json(ckpt["model"]), list(ckpt["classes"]), ckpt["G_ema"]
@@ -93,9 +94,11 @@ def parse_seeds(text: str) -> list[int]:
             raise CanstyleError(f"bad --seeds {text!r}: use e.g. 0-15 or 1,5,9")
         if hi > MAX_SEED:
             raise CanstyleError(f"seed {hi} is too large (at most {MAX_SEED})")
-        if hi - lo + 1 + len(seeds) > MAX_IMAGES:
+        if hi - lo + 1 > MAX_IMAGES:  # checked before the range is built
             raise CanstyleError(f"--seeds {text!r} asks for more than {MAX_IMAGES:,} images")
         seeds.update(dict.fromkeys(range(lo, hi + 1)))
+        if len(seeds) > MAX_IMAGES:
+            raise CanstyleError(f"--seeds {text!r} asks for more than {MAX_IMAGES:,} images")
     if not seeds:
         raise CanstyleError("--seeds is empty")
     return list(seeds)

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=None, help="redraw noise entries beyond +-T (default: off)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     # cpu by default: a seed then gives the same picture on every machine (a GPU's kernels differ)
-    p.add_argument("--device", default="cpu", choices=DEVICES, help="where to compute")
+    p.add_argument("--device", default="cpu", help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

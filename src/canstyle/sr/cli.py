@@ -62,7 +62,8 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
 
 
 def check_inputs(paths: list[Path], scale: int) -> None:
-    """Read every header first (cheap), so a bad file in a batch fails before any output is made."""
+    """Read every header first (cheap), so a file that is not an image, or too large, fails before
+    any output is made (a file cut off after a valid header still fails when it is decoded)."""
     from canstyle.imageio import image_size
 
     for src in paths:

@@ -69,9 +69,15 @@ def next_run_path(out: Path, tag: str) -> Path:
 
 
 def next_run_dir(out: Path, tag: str) -> Path:
-    run = next_run_path(out, tag)
-    run.mkdir(parents=True)
-    return run
+    """Make the next numbered run folder; a run started at the same moment takes the next one."""
+    for _ in range(100):
+        run = next_run_path(out, tag)
+        try:
+            run.mkdir(parents=True)
+            return run
+        except FileExistsError:
+            continue
+    raise CanstyleError(f"could not make a run folder in {out}")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -230,10 +236,10 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
         log.info("resuming %s at step %d", run_dir, trainer.step)
     else:
         tag = Path(opts.init).stem if opts.init.endswith(".safetensors") else opts.init
-        run_dir = next_run_path(out, tag)
-        # The trainer loads --init and resolves the device first: if either fails, no empty run is left.
-        trainer = Trainer(opts, run_dir, device, precision, seed)
-        run_dir.mkdir(parents=True)
+        # The trainer loads --init and resolves the device first: if either fails, no empty run is
+        # left. The folder is numbered only then, so two runs started together still get their own.
+        trainer = Trainer(opts, next_run_path(out, tag), device, precision, seed)
+        trainer.run_dir = next_run_dir(out, tag)
         trainer.save_config([str(p) for p in paths])
     return trainer.fit(images, callback, on_checkpoint)
 
