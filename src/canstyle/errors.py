@@ -8,3 +8,8 @@ Everything else is a bug and keeps its traceback.
 
 class CanstyleError(Exception):
     """An error caused by user input, reported without a traceback."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of a library's message (torch's weights_only text runs to six)."""
+    return next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)

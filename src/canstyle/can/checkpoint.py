@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from canstyle.errors import CanstyleError
+from canstyle.errors import CanstyleError, first_line
 from canstyle.fsutil import atomic_write
 
 FORMAT = "canstyle-can-checkpoint/1"
@@ -98,9 +98,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (a truncated or foreign file: explain, don't trace back)
-        # torch's weights_only message runs to several lines; its first one says what is wrong
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise CanstyleError(f"cannot read checkpoint {path}: {first}") from None
+        raise CanstyleError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CanstyleError(f"{path} is not a canstyle CAN checkpoint")
     return state

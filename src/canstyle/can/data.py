@@ -214,8 +214,9 @@ def prepare(
                     bad.append(f"{item.name}: {reason}")
                     log.debug("skipping %s: %s", item.name, e)
                     continue
-                blob.write(arr.tobytes())
-                digest.update(arr.tobytes())
+                data = arr.tobytes()
+                blob.write(data)
+                digest.update(data)
                 digest.update(item.style.encode())
                 rows.append((offset, arr.shape[0], arr.shape[1], item.style))
                 offset += arr.size
@@ -242,9 +243,10 @@ def _check_dest(dest: Path, overwrite: bool) -> None:
     rebuild deletes the old folder, and ``-o`` may name a folder full of the user's files."""
     if dest.is_file():
         raise CanstyleError(f"{dest} is a file; give a folder for the cache")
-    if not dest.is_dir() or not any(dest.iterdir()):
+    names = {p.name for p in dest.iterdir()} if dest.is_dir() else set()
+    if not names:
         return
-    if not {p.name for p in dest.iterdir()} <= CACHE_FILES:
+    if not names <= CACHE_FILES:
         raise CanstyleError(f"{dest} is a folder but not a canstyle cache; choose an empty or new folder")
     if not overwrite:
         raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
@@ -292,13 +294,14 @@ class Cache:
             raise CanstyleError(f"not a canstyle data cache: {self.root} ({e})") from None
         if self.meta.get("version") != CACHE_VERSION:
             raise CanstyleError(f"cache {self.root} has an old format; run prepare-data again")
+        damaged = CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite")
         try:
             self.blob = np.memmap(self.root / "images.u8", dtype=np.uint8, mode="r")
         except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
-            raise CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite") from None
+            raise damaged from None
         last = self.index[-1] if len(self.index) else np.zeros(4, dtype=np.int64)
         if self.index.ndim != 2 or len(self.blob) < int(last[0] + last[1] * last[2] * 3):
-            raise CanstyleError(f"cache {self.root} is truncated or damaged; run prepare-data --overwrite")
+            raise damaged
         self.labels = self.index[:, 3].copy()
 
     def __len__(self) -> int:

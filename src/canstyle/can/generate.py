@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
 from canstyle.can.models import Generator, ModelConfig
 from canstyle.cliutil import MAX_SEED
-from canstyle.errors import CanstyleError
+from canstyle.errors import CanstyleError, first_line
 from canstyle.fsutil import atomic_write
 
 EXPORT_FORMAT = "canstyle-can-generator/1"
@@ -45,8 +45,7 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
         try:
             state = {k: v.float() for k, v in load_file(str(p)).items()}
         except Exception as e:  # noqa: BLE001  (safetensors raises its own types for a cut-off file)
-            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            raise CanstyleError(f"{p} is damaged or incomplete ({first})") from None
+            raise CanstyleError(f"{p} is damaged or incomplete ({first_line(e)})") from None
     else:
         ckpt = load_checkpoint(find_checkpoint(p))
         cfg, classes, state = ModelConfig.from_json(ckpt["model"]), list(ckpt["classes"]), ckpt["G_ema"]
