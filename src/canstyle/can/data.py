@@ -2,8 +2,9 @@
 
 Inputs: (a) a folder of style sub-folders (ArtGAN/WikiArt layout), (b) a CSV
 with ``path`` (or ``file``) and ``style`` columns, paths relative to the CSV,
-(c) a folder of Hugging Face ``huggan/wikiart`` parquet shards. ``prepare``
-decodes every image once, resizes it so its short side is ``size`` (never
+(c) a folder of Hugging Face ``huggan/wikiart`` parquet shards. Several
+sources, in any mix, go into one cache, which records each image's source
+(styles with the same name merge). ``prepare`` decodes every image once, resizes it so its short side is ``size`` (never
 up-scaling) and appends the pixels to one flat ``images.u8`` file that training
 reads through a memmap, so no JPEG is decoded per step. Unreadable images are
 skipped and counted.
@@ -19,7 +20,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,9 @@ HUGGAN_STYLES = (
     "Post_Impressionism", "Realism", "Rococo", "Romanticism", "Symbolism", "Synthetic_Cubism", "Ukiyo_e",
 )
 PAPER_STYLES = tuple(s for s in HUGGAN_STYLES if s not in ("Symbolism", "Ukiyo_e"))  # the paper's 25
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: several sources; index rows are (offset, h, w, class, source)
+# one data source, or several that go into one cache
+SourceArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 MAX_ASPECT = 2.0  # longer side is centre-cropped to at most this x the short side
 
 
@@ -139,6 +142,20 @@ def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
                 yield Item(style=label, name=name, data=data)
 
 
+def as_sources(src: SourceArg) -> list[Path]:
+    """One source or several, as a list of distinct paths (order kept: it numbers the sources)."""
+    items = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    if not items:
+        raise CanstyleError("no data given")
+    out: list[Path] = []
+    for s in items:
+        p = Path(s)
+        if any(p.resolve() == q.resolve() for q in out):
+            raise CanstyleError(f"{p} is given twice")
+        out.append(p)
+    return out
+
+
 def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
     layout = detect_layout(src)
     wanted = set(styles) if styles else None
@@ -187,25 +204,29 @@ def _skip_reason(item: Item, err: Exception) -> str:
 
 
 def prepare(
-    src: str | os.PathLike[str], dest: str | os.PathLike[str], size: int = 128,
-    styles: list[str] | None = None, overwrite: bool = False, callback: object = None,
+    src: SourceArg, dest: str | os.PathLike[str],
+    size: int = 128, styles: list[str] | None = None, overwrite: bool = False,
+    callback: object = None,
 ) -> PrepareReport:
-    """Convert ``src`` into a cache folder ``dest`` (written beside it, then renamed)."""
-    src, dest = Path(src), Path(dest)
+    """Convert one source or several into a cache folder ``dest`` (written beside it, then renamed)."""
+    srcs, dest = as_sources(src), Path(dest)
     if size < 8:
         raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
+    for p in srcs:
+        detect_layout(p)  # a missing or unknown source fails before any work
     _check_dest(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))  # unique per build
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it owner-only; a cache is an ordinary folder
-    rows: list[tuple[int, int, int, str]] = []
+    rows: list[tuple[int, int, int, str, int]] = []
     skipped: Counter[str] = Counter()
     bad: list[str] = []
     offset = 0
     digest = hashlib.sha1()  # of every stored pixel and label: the judge keys its features by it
     try:
         with open(tmp / "images.u8", "wb") as blob:
-            for n, item in enumerate(iter_items(src, styles)):
+            items = ((k, it) for k, p in enumerate(srcs) for it in iter_items(p, styles))
+            for n, (k, item) in enumerate(items):
                 try:
                     arr = _decode(item, size)
                 except Exception as e:  # noqa: BLE001  (one bad painting must never end a 80k-image job)
@@ -218,13 +239,14 @@ def prepare(
                 blob.write(data)
                 digest.update(data)
                 digest.update(item.style.encode())
-                rows.append((offset, arr.shape[0], arr.shape[1], item.style))
+                rows.append((offset, arr.shape[0], arr.shape[1], item.style, k))
                 offset += arr.size
                 if callable(callback):
                     callback(n + 1)
         if not rows:
-            raise CanstyleError(f"no readable images in {src}" + (f" for styles {styles}" if styles else ""))
-        _write_index(tmp, rows, src, size, skipped, bad, digest.hexdigest())
+            where = ", ".join(map(str, srcs))
+            raise CanstyleError(f"no readable images in {where}" + (f" for styles {styles}" if styles else ""))
+        _write_index(tmp, rows, srcs, size, skipped, bad, digest.hexdigest())
         _publish(tmp, dest, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -266,15 +288,17 @@ def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
         log.info("%s was finished by another process first; using it", dest)
 
 
-def _write_index(tmp: Path, rows: list, src: Path, size: int, skipped: Counter, bad: list[str],
-                 digest: str) -> None:
+def _write_index(tmp: Path, rows: list, srcs: list[Path], size: int, skipped: Counter,
+                 bad: list[str], digest: str) -> None:
     classes = sorted({r[3] for r in rows})  # sorted, so the class order never depends on the filesystem
     cid = {c: i for i, c in enumerate(classes)}
-    index = np.array([(o, h, w, cid[s]) for o, h, w, s in rows], dtype=np.int64)
+    index = np.array([(o, h, w, cid[s], k) for o, h, w, s, k in rows], dtype=np.int64)
     np.save(tmp / "index.npy", index)
     (tmp / "classes.json").write_text(json.dumps(classes, indent=1))
+    per_source = [dict(sorted(Counter(r[3] for r in rows if r[4] == k).items())) for k in range(len(srcs))]
     meta = {
-        "version": CACHE_VERSION, "source": str(src.resolve()), "size": size, "count": len(rows),
+        "version": CACHE_VERSION, "sources": [str(p.resolve()) for p in srcs],
+        "source_counts": per_source, "size": size, "count": len(rows),
         "counts": dict(sorted(Counter(r[3] for r in rows).items())),
         "skipped": dict(skipped), "skipped_files": bad[:200], "pixels_sha1": digest,
     }
@@ -300,15 +324,16 @@ class Cache:
         except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
             raise damaged from None
         last = self.index[-1] if len(self.index) else np.zeros(4, dtype=np.int64)
-        if self.index.ndim != 2 or len(self.blob) < int(last[0] + last[1] * last[2] * 3):
+        if self.index.ndim != 2 or self.index.shape[1] != 5 or len(self.blob) < int(last[0] + last[1] * last[2] * 3):
             raise damaged
         self.labels = self.index[:, 3].copy()
+        self.source_ids = self.index[:, 4].copy()  # which of meta["sources"] each image came from
 
     def __len__(self) -> int:
         return len(self.index)
 
     def image(self, i: int) -> np.ndarray:
-        o, h, w, _ = (int(v) for v in self.index[i])
+        o, h, w = (int(v) for v in self.index[i, :3])
         return self.blob[o : o + h * w * 3].reshape(h, w, 3)
 
 
@@ -316,27 +341,39 @@ def is_cache(path: Path) -> bool:
     return path.is_dir() and (path / "meta.json").is_file() and (path / "images.u8").is_file()
 
 
-def default_cache_dir(src: Path, size: int, styles: list[str] | None) -> Path:
-    from canstyle.weights import home
-
+def _source_key(src: Path) -> str:
     content = content_fingerprint(src)
     if src.is_file():  # a CSV: the images it lists lie outside it, so its place is part of the key
         content += str(src.resolve().parent)
+    return content
+
+
+def default_cache_dir(src: SourceArg, size: int,
+                      styles: list[str] | None) -> Path:
+    """Where the cache of these sources lives; keyed by their content, in the order given."""
+    from canstyle.weights import home
+
+    srcs = as_sources(src)
+    content = "+".join(_source_key(p) for p in srcs)
     key = hashlib.sha1(f"{content}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
-    return home() / "can-data" / f"{src.resolve().name}-{size}-{key}"
+    name = "+".join(p.resolve().name for p in srcs)[:80]
+    return home() / "can-data" / f"{name}-{size}-{key}"
 
 
-def ensure_cache(src: str | os.PathLike[str], size: int, styles: list[str] | None = None,
-                 build: bool = True) -> Path:
-    """``src`` itself if it is a cache, else its cache under CANSTYLE_HOME (built when ``build``)."""
-    src = Path(src)
-    if is_cache(src):
-        return src
-    dest = default_cache_dir(src, size, styles)
+def ensure_cache(src: SourceArg, size: int,
+                 styles: list[str] | None = None, build: bool = True) -> Path:
+    """A cache given as the only source, else the sources' cache under CANSTYLE_HOME (built when
+    ``build``)."""
+    srcs = as_sources(src)
+    if len(srcs) == 1 and is_cache(srcs[0]):
+        return srcs[0]
+    if any(is_cache(p) for p in srcs):
+        raise CanstyleError("a prepared cache cannot be mixed with other sources; give the paintings")
+    dest = default_cache_dir(srcs, size, styles)
     if not is_cache(dest) and build:
-        log.info("preparing a %dpx cache of %s in %s (once)", size, src, dest)
+        log.info("preparing a %dpx cache of %s in %s (once)", size, ", ".join(map(str, srcs)), dest)
         # overwrite only a broken folder; a cache another process finishes meanwhile is kept
-        rep = prepare(src, dest, size=size, styles=styles, overwrite=dest.exists())
+        rep = prepare(srcs, dest, size=size, styles=styles, overwrite=dest.exists())
         log.info("cached %d images in %d styles", rep.count, len(rep.counts))
     return dest
 

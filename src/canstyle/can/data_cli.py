@@ -10,9 +10,9 @@ log = logging.getLogger("canstyle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", type=Path,
-                   help="a folder of style sub-folders, a CSV of path,style, or a folder of "
-                        "huggan/wikiart parquet shards")
+    p.add_argument("source", type=Path, nargs="+",
+                   help="one or more sources, in any mix: a folder of style sub-folders, a CSV of "
+                        "path,style, or a folder of huggan/wikiart parquet shards")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="cache folder (default: under CANSTYLE_HOME, where train finds it)")
     p.add_argument("--size", type=int, default=128,

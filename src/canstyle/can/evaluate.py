@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from canstyle.can.data import Cache, class_weights
+from canstyle.can.data import Cache, SourceArg, class_weights
 from canstyle.can.dataset import Selection, crop_square
 from canstyle.can.generate import resize_to
 from canstyle.device import autocast
@@ -328,7 +328,7 @@ class Judged:
     opts: EvalOptions
 
 
-def judged_samples(src: str | Path, data: str | Path, n: int = 256, styles: list[str] | None = None,
+def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[str] | None = None,
                    min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
                    precision: str = "auto", store: Path | None = None) -> Judged:
     """Load (or generate) the samples and build (or load) the judge for ``data``."""
@@ -352,7 +352,7 @@ def judged_samples(src: str | Path, data: str | Path, n: int = 256, styles: list
     return Judged(judge, feat, fake, cache, sel, opts)
 
 
-def evaluate(src: str | Path, data: str | Path, n: int = 256, styles: list[str] | None = None,
+def evaluate(src: str | Path, data: SourceArg, n: int = 256, styles: list[str] | None = None,
              min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
              precision: str = "auto", store: Path | None = None) -> dict[str, Any]:
     """All creativity metrics for a CAN (checkpoint, run, export) or a folder of its samples."""

@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("samples", type=Path,
                    help="a run folder, checkpoint or exported generator (samples are drawn), "
                         "or a folder of sample images")
-    p.add_argument("--data", required=True, help="the training paintings (any layout) or their cache")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="the training paintings (one or more sources, any layout) or their cache")
     p.add_argument("-n", type=int, default=256, help="samples to draw from a generator (seeds 0..n-1)")
     p.add_argument("--styles", default="", help="styles for a folder of samples (a generator knows its own)")
     p.add_argument("--min-images", type=int, default=0, help="drop styles with fewer images (folder of samples)")

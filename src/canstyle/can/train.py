@@ -23,7 +23,14 @@ import torch
 
 from canstyle.can import checkpoint as ck
 from canstyle.can import dist as dd
-from canstyle.can.data import Cache, class_weights, ensure_cache, parse_styles
+from canstyle.can.data import (
+    Cache,
+    SourceArg,
+    as_sources,
+    class_weights,
+    ensure_cache,
+    parse_styles,
+)
 from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
 from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
 from canstyle.can.models import PRESETS, UPSAMPLE, ModelConfig
@@ -175,7 +182,7 @@ def _read_config(run: Path) -> dict[str, Any]:
     return saved
 
 
-def _setup(data: str | None, out: Path, opts: TrainOptions, resume: str | None, seed: int | None,
+def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | None, seed: int | None,
            info: dd.DistInfo, dry_run: bool) -> _Setup:
     run = ckpt = None
     saved: dict[str, Any] = {}
@@ -184,9 +191,9 @@ def _setup(data: str | None, out: Path, opts: TrainOptions, resume: str | None, 
         saved = _read_config(run)
         opts = resume_options(saved["options"], opts)
         seed = int(saved["seed"])
-        if data is None or not Path(data).exists():
+        if not data or not all(Path(d).exists() for d in as_sources(data)):
             data = saved["cache"]
-    if data is None:
+    if not data:
         raise CanstyleError("DATA is required (a folder, CSV, parquet shards or a prepared cache)")
     opts.validate()
     if seed is None:
@@ -208,14 +215,14 @@ def _setup(data: str | None, out: Path, opts: TrainOptions, resume: str | None, 
     return _Setup(opts, seed, cache, sel, run, ckpt)
 
 
-def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: str | None) -> None:
+def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: SourceArg) -> None:
     assert s.run is not None
     if s.ckpt is not None:
         ck.truncate_metrics(s.run / "metrics.jsonl", int(trainer.start_step))
         return
     config = {
         "options": asdict(s.opts), "model": json.loads(trainer.cfg.to_json()), "seed": s.seed,
-        "data": str(data), "cache": str(s.cache.root.resolve()), "classes": s.sel.classes,
+        "data": [str(p) for p in as_sources(data)], "cache": str(s.cache.root.resolve()), "classes": s.sel.classes,
         "images": int(len(s.sel.indices)), "world_size": info.world, "device": str(trainer.device),
         "precision": precision_name(trainer.dtype), "canstyle_version": _version(),
     }
@@ -230,7 +237,7 @@ def _version() -> str:
 
 
 def train(
-    data: str | None, out: str = "runs", opts: TrainOptions | None = None, resume: str | None = None,
+    data: SourceArg | None, out: str = "runs", opts: TrainOptions | None = None, resume: str | None = None,
     device: str = "auto", precision: str = "auto", seed: int | None = None,
     callback: ProgressCallback | None = None, dry_run: bool = False,
 ) -> TrainResult:

@@ -12,9 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from canstyle.can.train import TrainOptions
     from canstyle.cliutil import add_dataclass_args, add_runtime_args
 
-    p.add_argument("data", nargs="?", default=None,
-                   help="paintings (style folders, CSV, parquet shards) or a prepare-data cache; "
-                        "optional with --resume")
+    p.add_argument("data", nargs="*", default=None,
+                   help="paintings (style folders, CSVs, parquet shards, several in any mix) or a "
+                        "prepare-data cache; optional with --resume")
     p.add_argument("--out", default="runs", help="folder that holds the numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
                    help="continue the newest run under --out, or the given run folder / checkpoint")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     opts = dataclass_from_args(TrainOptions, args)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with TqdmProgress("train", disable=args.quiet or not rank0 or args.dry_run) as bar:
-        res = train(args.data, args.out, opts, resume=args.resume, device=args.device,
+        res = train(args.data or None, args.out, opts, resume=args.resume, device=args.device,
                     precision=args.precision, seed=args.seed, callback=bar, dry_run=args.dry_run)
     if args.dry_run:
         return 0
