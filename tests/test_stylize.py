@@ -63,11 +63,11 @@ def test_several_styles_and_callback(vgg16_engine, example_images):
     seen = []
     out = vgg16_engine(content, [style, style.flip(-1)], generator=torch.Generator().manual_seed(0),
                        style_weights=[1.0, 2.0], callback=seen.append, preview_every=5,
-                       size=128, min_scale=64, coarse_iterations=10, iterations=10)
+                       size=128, min_scale=64, coarse_iterations=10, iterations=10, plateau=0)
     assert out.shape[-1] == 128
-    assert seen[-1].step == seen[-1].total == 20
+    assert seen[-1].step == seen[-1].total == 30  # 64 px: 10 x 128/64 = 20, then 10 at 128 px
     assert {(p.scale, p.size) for p in seen} == {(0, (36, 64)), (1, (72, 128))}
-    assert [p.step for p in seen if p.image is not None] == [5, 10, 15, 20]
+    assert [p.step for p in seen if p.image is not None] == [5, 10, 15, 20, 25, 30]
     with pytest.raises(CanstyleError, match="style-weights"):
         vgg16_engine(content, [style], style_weights=[1.0, 2.0], **TINY)
 
@@ -89,6 +89,7 @@ def test_bad_options(kw, msg):
 
 
 def test_scales():
+    assert StylizeOptions(size=512).scales() == [64, 128, 256, 512]
     assert StylizeOptions(size=512, min_scale=128).scales() == [128, 256, 512]
     assert StylizeOptions(size=512, min_scale=512).scales() == [512]
     assert StylizeOptions(size=500, min_scale=128).scales() == [128, 250, 500]

@@ -143,6 +143,7 @@ def _make_all(pipe: Pipeline, photos: list[LoadedImage], plan: dict[int, dict[st
 
     from canstyle.imageio import save_image
     from canstyle.nst.losses import resize_to
+    from canstyle.nst.stylize import plan_record
     from canstyle.progress import TqdmProgress
 
     base = {k: record[k] for k in ("checkpoint", "preset", "sr_model", "features", "truncation", "style_size")}
@@ -164,7 +165,8 @@ def _make_all(pipe: Pipeline, photos: list[LoadedImage], plan: dict[int, dict[st
                 timing["stylize"].append(round(time.perf_counter() - t0, 2))
                 alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
                 save_image(result, path, {**meta, "stage": "stylize", "seed": seed, "content": str(photo.path),
-                                          **record["stylize"]}, alpha=alpha, overwrite=args.overwrite)
+                                          **record["stylize"], "plan": plan_record(opts, tuple(photo.rgb.shape[-2:]))},
+                           alpha=alpha, overwrite=args.overwrite)
                 log.debug("wrote %s", path)
                 rows.append([photo.rgb, artwork.style, result])
     return rows

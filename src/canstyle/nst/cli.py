@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from canstyle.fsutil import check_writable
     from canstyle.imageio import check_output_format, load_image, save_image
-    from canstyle.nst.stylize import StyleTransfer, StylizeOptions
+    from canstyle.nst.stylize import StyleTransfer, StylizeOptions, plan_record
     from canstyle.progress import TqdmProgress
 
     opts = dataclass_from_args(StylizeOptions, args)
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "stylize", "content": str(args.content), "styles": [str(s) for s in args.styles],
         "seed": seed, "features": engine.features, "device": str(engine.device),
         "precision": str(engine.dtype).replace("torch.", ""), **dataclasses.asdict(opts),
+        "plan": plan_record(opts, tuple(content.rgb.shape[-2:])),
     }
     t0 = time.perf_counter()
     with TqdmProgress("stylize", disable=args.quiet) as bar:

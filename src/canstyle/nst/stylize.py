@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -35,15 +36,34 @@ def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untype
     return field(default=default, metadata=meta)
 
 
+# The default schedule, in loss-and-gradient evaluations. Every scale but the coarsest starts
+# from the upsampled result of the one below, and a scale of long side L gets about
+# REF_EVALS * REF_SIDE / L evaluations: each halving of the side doubles the evaluations and
+# halves what the scale costs, so the cheap scales do most of the work. The coarsest scale starts
+# from noise and gets at least FIRST_EVALS, which is what settles the composition.
+REF_SIDE, REF_EVALS = 512, 14
+FIRST_EVALS = 150
+MIN_EVALS = 8
+QUALITY = {"draft": 0.5, "standard": 1.0, "fine": 2.0}  # multiplies every budget
+PLATEAU_WINDOW = 10  # evaluations between two plateau checks
+
+
 @dataclass
 class StylizeOptions:
     """Every knob of a stylisation; the CLI flags are generated from these fields."""
 
     size: int = _opt(512, "long side of the result in pixels")
     init: str = _opt("noise", "start image: noise (Gatys), content, or a path to an image")
-    iterations: int = _opt(30, "optimiser iterations at the final (largest) scale")
-    coarse_iterations: int = _opt(120, "iterations at each coarser scale")
-    min_scale: int = _opt(128, "long side of the coarsest scale; equal to --size for one scale")
+    quality: str = _opt("standard", "evaluation budget of the schedule: draft = half, fine = double",
+                        choices=tuple(QUALITY))
+    iterations: int | None = _opt(None, f"evaluations at the final size (default: {REF_EVALS} at "
+                                        f"{REF_SIDE} px, more at smaller sizes, x quality); each coarser "
+                                        "scale gets twice the one above")
+    coarse_iterations: int | None = _opt(None, f"at least this many at the coarsest scale, which starts "
+                                               f"from noise (default: {FIRST_EVALS} x quality)")
+    min_scale: int = _opt(64, "long side of the coarsest scale; equal to --size for one scale")
+    plateau: float = _opt(3e-3, "end a scale early when its loss fell by less than this fraction over "
+                                f"the last {PLATEAU_WINDOW} evaluations (0 = use the whole budget)")
     optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
     lr: float = _opt(0.02, "learning rate (Adam only; L-BFGS uses 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
@@ -54,18 +74,25 @@ class StylizeOptions:
     preserve_color: str = _opt(
         "none", "keep the photo's colours", choices=("none", "luminance", "histogram")
     )
-    pooling: str = _opt("max", "VGG pooling", choices=("max", "avg"))
+    # Departure from Gatys et al., who preferred average pooling: max pooling (VGG's own) gave
+    # crisper strokes with these weights, and average pooling stays one flag away.
+    pooling: str = _opt("max", "VGG pooling (Gatys et al. preferred avg)", choices=("max", "avg"))
 
     def validate(self) -> None:
         self._check_numbers()
         if self.size < MIN_SIDE:
             raise CanstyleError(f"--size must be at least {MIN_SIDE}, got {self.size}")
-        if self.iterations < 1 or self.coarse_iterations < 0:
+        if (self.iterations is not None and self.iterations < 1) or (
+                self.coarse_iterations is not None and self.coarse_iterations < 0):
             raise CanstyleError("--iterations must be >= 1 and --coarse-iterations >= 0")
         if self.min_scale < MIN_SIDE:
             raise CanstyleError(f"--min-scale must be at least {MIN_SIDE}")
+        if self.quality not in QUALITY:
+            raise CanstyleError(f"--quality must be one of {', '.join(QUALITY)}")
         if not self.style_scale > 0:
             raise CanstyleError("--style-scale must be positive")
+        if not 0 <= self.plateau < 1:
+            raise CanstyleError("--plateau must be in [0, 1)")
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
             raise CanstyleError("loss weights must not be negative")
         if self.style_weights is not None and (
@@ -75,7 +102,7 @@ class StylizeOptions:
 
     def _check_numbers(self) -> None:
         """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""
-        names = ("lr", "content_weight", "style_weight", "tv_weight", "style_scale")
+        names = ("lr", "content_weight", "style_weight", "tv_weight", "style_scale", "plateau")
         values = [(n, getattr(self, n)) for n in names] + [("style_weights", w) for w in self.style_weights or ()]
         for name, value in values:
             if not math.isfinite(value):
@@ -84,13 +111,19 @@ class StylizeOptions:
             raise CanstyleError(f"--lr must be positive, got {self.lr}")
 
     def scales(self) -> list[int]:
-        """Long sides from coarse to fine, doubling up to ``size``."""
+        """Long sides from coarse to fine: ``min_scale``, then doublings that end at ``size``."""
         sizes = [self.size]
         while sizes[0] // 2 >= self.min_scale and self.min_scale < self.size:
             sizes.insert(0, sizes[0] // 2)
         if sizes[0] > self.min_scale and self.min_scale < self.size:
             sizes.insert(0, self.min_scale)
         return sizes
+
+
+class Stage(NamedTuple):
+    long: int  # long side of this scale
+    hw: tuple[int, int]
+    iterations: int  # evaluation budget (a plateau may end the scale sooner)
 
 
 def fit_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -114,15 +147,41 @@ def style_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
     return (max(round(h * scale), MIN_SIDE), max(round(w * scale), MIN_SIDE))
 
 
-def scale_plan(opts: StylizeOptions, final_hw: tuple[int, int]) -> list[tuple[int, tuple[int, int], int]]:
-    """(long side, (h, w), iterations) per scale; coarse scales too thin for VGG are dropped."""
-    plan = []
+def scale_plan(opts: StylizeOptions, final_hw: tuple[int, int]) -> list[Stage]:
+    """The schedule: one ``Stage`` per scale, coarse to fine. The CLI, ``Pipeline``, the web
+    studio and the recorded parameters all take the plan from here.
+
+    Coarse scales too thin for VGG are dropped. The final scale gets ``iterations``, each
+    coarser scale ``iterations * size / long`` (its evaluations cost about long^2), and the
+    coarsest, which starts from noise, at least ``coarse_iterations``.
+    """
+    q = QUALITY[opts.quality]
+    final = opts.iterations
+    if final is None:
+        final = max(1, round(max(MIN_EVALS, min(FIRST_EVALS, round(REF_EVALS * REF_SIDE / opts.size))) * q))
+    first = opts.coarse_iterations if opts.coarse_iterations is not None else FIRST_EVALS * q
+    sides = []
     for long in opts.scales()[:-1]:
         s = long / max(final_hw)
         hw = (round(final_hw[0] * s), round(final_hw[1] * s))
         if min(hw) >= MIN_SIDE:
-            plan.append((long, hw, opts.coarse_iterations))
-    return plan + [(opts.size, final_hw, opts.iterations)]
+            sides.append((long, hw))
+    sides.append((opts.size, final_hw))
+    plan = [Stage(long, hw, max(1, round(final * opts.size / long))) for long, hw in sides]
+    if opts.iterations is None or len(plan) > 1:  # an explicit one-scale budget is kept as given
+        plan[0] = plan[0]._replace(iterations=max(plan[0].iterations, round(first)))
+    return plan
+
+
+def plan_record(opts: StylizeOptions, content_hw: tuple[int, int]) -> list[list[int]]:
+    """The plan for a photo of ``content_hw`` as recorded with outputs: [[h, w, evaluations], ...]."""
+    return [[*st.hw, st.iterations] for st in scale_plan(opts, fit_size(content_hw, opts.size))]
+
+
+def plan_cost(plan: list[Stage]) -> float:
+    """Nominal cost in evaluations at the final size (pixels relative to the final scale)."""
+    h, w = plan[-1].hw
+    return sum(st.iterations * st.hw[0] * st.hw[1] / (h * w) for st in plan)
 
 
 def preview_steps(opts: StylizeOptions, final_hw: tuple[int, int], every: int) -> list[int]:
@@ -236,8 +295,9 @@ class StyleTransfer:
 
     def _run_scales(self, content, styles, weights, opts, final_hw, generator, callback, preview_every):  # type: ignore[no-untyped-def]
         plan = scale_plan(opts, final_hw)
-        total, done = sum(n for _, _, n in plan), 0
+        total, done = sum(st.iterations for st in plan), 0
         x: torch.Tensor | None = None
+        last: dict = {"step": 0, "loss": None, "parts": {}}
         for i, (long, hw, n) in enumerate(plan):
             x = self._initial(content, opts, hw, generator) if x is None else resize_to(x, hw)
             if n == 0:
@@ -246,6 +306,7 @@ class StyleTransfer:
 
             def report(step: int, loss: float, parts: dict[str, float], img: torch.Tensor,
                        i: int = i, hw: tuple[int, int] = hw, base: int = done) -> None:
+                last.update(step=base + step, loss=loss, parts=parts)
                 if callback is None:
                     return
                 want = preview_every > 0 and (step % preview_every == 0)
@@ -255,13 +316,18 @@ class StyleTransfer:
             x = _optimize(self, x, t, opts, n, report)
             done += n
         assert x is not None
-        return x.clamp(0, 1).cpu()
+        x = x.clamp(0, 1).cpu()
+        if callback is not None and last["step"] < total:  # a plateau ended the last scale early
+            callback(Progress("stylize", total, total, len(plan) - 1, len(plan), plan[-1].hw,
+                              last["loss"], last["parts"]))
+        return x
 
     def _initial(self, content: torch.Tensor, opts: StylizeOptions, hw: tuple[int, int],
                  generator: torch.Generator | None) -> torch.Tensor:
         if opts.init == "noise":
-            # Gaussian noise, as in Gatys et al.; drawn on CPU so a seed gives the same
-            # start on every device.
+            # Gaussian noise, as Gatys et al. start from; departure: N(0.5, 0.25) in [0, 1] image
+            # units, clamped, where the paper draws white noise in the network's input space.
+            # Drawn on CPU so a seed gives the same start on every device.
             return (0.5 + NOISE_STD * torch.randn(1, 3, *hw, generator=generator)).clamp(0, 1)
         if opts.init == "content":
             return resize_to(content, hw)
@@ -282,7 +348,13 @@ def _style_weights(opts: StylizeOptions, n: int) -> list[float]:
 
 
 def _optimize(engine: StyleTransfer, x0, t, opts, n, report):  # type: ignore[no-untyped-def]
-    """Run ``n`` optimiser evaluations from ``x0`` and return the best image seen."""
+    """Run at most ``n`` optimiser evaluations from ``x0``; return the best image seen.
+
+    L-BFGS runs in chunks of ``PLATEAU_WINDOW`` evaluations on one optimiser, whose history
+    carries over between chunks, so chunking costs no extra evaluation. After each chunk the
+    scale ends if the best loss fell by less than ``opts.plateau`` of itself: the budget is
+    an upper bound, and a converged coarse scale hands its evaluations back.
+    """
     x = x0.detach().clone().to(engine.device).requires_grad_(True)
     state = {"step": 0, "best": math.inf, "best_x": x0}
 
@@ -298,12 +370,17 @@ def _optimize(engine: StyleTransfer, x0, t, opts, n, report):  # type: ignore[no
         return loss
 
     if opts.optimizer == "lbfgs":
-        # One L-BFGS call with a fixed evaluation budget; tolerances off so the budget is used.
-        optim = torch.optim.LBFGS(
-            [x], lr=1.0, max_iter=n, max_eval=n, history_size=50,
-            tolerance_grad=0.0, tolerance_change=0.0,
-        )
-        optim.step(closure)
+        # Tolerances off: the budget and the plateau rule decide when to stop.
+        optim = torch.optim.LBFGS([x], lr=1.0, history_size=50, tolerance_grad=0.0, tolerance_change=0.0)
+        while state["step"] < n:
+            before = state["best"]
+            chunk = min(PLATEAU_WINDOW, n - state["step"])
+            # max_eval = chunk + 1: the chunk's last step is taken but left for the next chunk's
+            # first evaluation, so no point is evaluated twice.
+            optim.param_groups[0].update(max_iter=chunk, max_eval=chunk + 1)
+            optim.step(closure)
+            if opts.plateau > 0 and math.isfinite(before) and before - state["best"] < opts.plateau * before:
+                break
     else:
         optim = torch.optim.Adam([x], lr=opts.lr)
         for _ in range(n):

@@ -26,7 +26,7 @@ from canstyle.errors import CanstyleError
 from canstyle.web.jobs import TERMINAL, JobManager, QueueFull
 from canstyle.web.schemas import GridRequest, JobRequest
 from canstyle.web.security import SecurityMiddleware
-from canstyle.web.studio import PRESETS, Studio, UploadTooLarge, stylize_options
+from canstyle.web.studio import Studio, UploadTooLarge, stylize_options
 
 STATIC = Path(__file__).resolve().parent / "static"
 RESULT_FILE = re.compile(r"result_\d+\.png")
@@ -78,7 +78,9 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
 
     @app.get("/api/config", summary="Limits, quality presets and defaults for the page")
     def config() -> dict[str, Any]:
-        return {"version": __version__, "limits": limits, "presets": PRESETS,
+        from canstyle.nst.stylize import QUALITY
+
+        return {"version": __version__, "limits": limits, "quality": QUALITY,
                 "defaults": JobRequest.model_json_schema()["properties"], "queue": manager.counts()}
 
     return app

@@ -6,7 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from canstyle.nst.stylize import QUALITY, StylizeOptions
+
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+_NST = StylizeOptions()  # the studio's defaults are the library's, written once there
 
 
 class StyleChoice(BaseModel):
@@ -32,13 +35,15 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     photos: list[str] = Field(min_length=1, max_length=8, description="photo ids (uploads or bundled)")
     style: StyleChoice
-    size: int = Field(512, ge=32, le=2048, description="long side of the result in pixels")
-    style_strength: float = Field(3.0, ge=0, le=1000, description="style loss weight (content weight is 1)")
+    size: int = Field(_NST.size, ge=32, le=2048, description="long side of the result in pixels")
+    style_strength: float = Field(_NST.style_weight, ge=0, le=1000,
+                                  description="style loss weight (content weight is 1)")
     preserve_color: Literal["none", "luminance", "histogram"] = "none"
-    quality: Literal["draft", "standard", "fine"] = Field(
-        "standard", description="iteration preset; iterations/coarse_iterations override it")
-    iterations: int | None = Field(None, ge=1, le=2000, description="iterations at the final size")
-    coarse_iterations: int | None = Field(None, ge=0, le=2000, description="iterations per coarser scale")
+    quality: Literal[tuple(QUALITY)] = Field(  # type: ignore[valid-type]
+        _NST.quality, description="evaluation budget of the schedule; iterations/coarse_iterations override it")
+    iterations: int | None = Field(None, ge=1, le=2000, description="evaluations at the final size")
+    coarse_iterations: int | None = Field(None, ge=0, le=2000,
+                                          description="at least this many at the coarsest scale")
     seed: Seed | None = Field(None, description="noise seed (default: random, recorded)")
     preview_every: int = Field(5, ge=1, le=1000, description="send a preview every N iterations")
 

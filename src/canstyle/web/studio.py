@@ -34,12 +34,6 @@ UPLOAD_ID = re.compile(r"[0-9a-f]{20}")
 MODEL_ID = re.compile(r"default|[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.safetensors")
 THUMB = 256  # long side of upload thumbnails
 PREVIEW = 384  # long side of live previews: enough to judge, small enough to send often
-# Quality presets: iterations at each coarse scale and at the final size (min_scale stays 128).
-PRESETS: dict[str, dict[str, int]] = {
-    "draft": {"coarse_iterations": 40, "iterations": 10},
-    "standard": {"coarse_iterations": 120, "iterations": 30},  # canstyle's defaults
-    "fine": {"coarse_iterations": 200, "iterations": 80},
-}
 
 
 class UploadTooLarge(CanstyleError):
@@ -272,6 +266,7 @@ class Studio:
     def run_job(self, job: Any, report: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Paint (or load) the style, then stylise each photo; results go to jobs/<id>/."""
         from canstyle.nst.losses import resize_to
+        from canstyle.nst.stylize import plan_record
 
         req, out, t0 = job.request, self.jobs / job.id, time.perf_counter()
         opts = stylize_options(req)
@@ -283,15 +278,17 @@ class Studio:
             t1 = time.perf_counter()
             photo = load_image(self.source_path(pid))
             cb = _callback(report, i, n, req["preview_every"])
-            result = engine(shrink(photo.rgb, 2 * opts.size), style, opts, callback=cb,
+            content = shrink(photo.rgb, 2 * opts.size)
+            result = engine(content, style, opts, callback=cb,
                             generator=torch.Generator().manual_seed(req["seed"]),
                             preview_every=req["preview_every"])
             alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
             name = f"result_{i}.png"
+            plan = plan_record(opts, tuple(content.shape[-2:]))
             params = {"command": "serve", "job": job.id, "photo": pid, "seed": req["seed"],
-                      "style": style_info, "features": engine.features, **asdict(opts)}
+                      "style": style_info, "features": engine.features, **asdict(opts), "plan": plan}
             save_image(result, out / name, params, alpha=alpha, overwrite=True)
-            results.append({"index": i, "photo": pid, "file": name,
+            results.append({"index": i, "photo": pid, "file": name, "plan": plan,
                             "width": int(result.shape[-1]), "height": int(result.shape[-2])})
             timings["stylize"].append(round(time.perf_counter() - t1, 2))
         timings["total"] = round(time.perf_counter() - t0, 2)
@@ -303,13 +300,12 @@ def stylize_options(req: dict[str, Any]) -> Any:
     """StylizeOptions from a job request; only whitelisted knobs (never ``init``, a path)."""
     from canstyle.nst.stylize import StylizeOptions
 
-    preset = PRESETS[req.get("quality", "standard")]
-    iters = req.get("iterations")
-    coarse = req.get("coarse_iterations")
+    # The quality preset and the iteration overrides go to the one schedule that the CLI and
+    # Pipeline use too (nst.stylize.scale_plan); the studio keeps no budgets of its own.
     opts = StylizeOptions(
         size=req["size"], style_weight=req["style_strength"], preserve_color=req["preserve_color"],
-        iterations=iters if iters is not None else preset["iterations"],
-        coarse_iterations=coarse if coarse is not None else preset["coarse_iterations"],
+        quality=req.get("quality", "standard"), iterations=req.get("iterations"),
+        coarse_iterations=req.get("coarse_iterations"),
     )
     opts.validate()
     return opts

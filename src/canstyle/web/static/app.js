@@ -140,14 +140,13 @@ function optionalInt(id) {
 
 function jobRequest() {
   const iterations = optionalInt("#opt-iterations");
-  const preset = { draft: 10, standard: 30, fine: 80 }[$("#opt-quality").value];
   return {
     photos: [...state.photos], style: state.style,
     size: parseInt($("#opt-size").value, 10), style_strength: parseFloat($("#opt-strength").value),
     preserve_color: $("#opt-color").value, quality: $("#opt-quality").value,
     iterations, coarse_iterations: optionalInt("#opt-coarse"), seed: optionalInt("#opt-seed"),
     // About four previews per scale: frequent enough to watch, cheap enough to encode.
-    preview_every: Math.max(1, Math.min(10, Math.floor((iterations ?? preset) / 4))),
+    preview_every: Math.max(1, Math.min(10, Math.floor((iterations ?? 16) / 4))),
   };
 }
 
@@ -238,7 +237,14 @@ function params(job) {
   const style = s.kind === "upload" ? "uploaded painting" : `${s.model_name || r.style.model} #${s.seed}`;
   const o = job.info.options || {};
   return `${style} · ${o.size}px · strength ${o.style_weight} · colour ${o.preserve_color} · ` +
-         `${o.coarse_iterations}+${o.iterations} it · seed ${r.seed}`;
+         `${planText(job)} · seed ${r.seed}`;
+}
+
+// The schedule the server ran: evaluations per scale, coarse to fine, e.g. "64px 150 → 512px 14".
+function planText(job) {
+  const plan = (job.results && job.results[0] && job.results[0].plan) || [];
+  return plan.length ? plan.map(([h, w, n]) => `${Math.max(h, w)}px ${n}`).join(" → ") + " evals"
+                     : `${job.info.options?.quality || "standard"} quality`;
 }
 
 async function loadGallery() {
