@@ -99,11 +99,23 @@ def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.Cap
     assert m["heldout_accuracy"] >= 2 / 3  # colour-coded styles are easy for the judge
     assert m["heldout_balanced_accuracy"] >= 2 / 3 and m["judge_temperature"] > 0
     assert np.isfinite(m["kid"]) and m["nn_distance_fake"] > 0
+    assert np.isfinite(m["kid_balanced"]) and m["kid_balanced_reals"] % 3 == 0  # equal per style
+    assert sum(m["fake_style_share"].values()) == pytest.approx(1, abs=1e-3)
     assert list((isolated_home / "home" / "can-eval").glob("features-*.safetensors"))  # cached real features
     again = tmp_path / "m2.json"
     assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(again),
                  "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
     assert json.loads(again.read_text()) == m  # the cached features give the same judge and numbers
+
+
+def test_balanced_pick_takes_the_smallest_style_count_of_each() -> None:
+    from canstyle.can.evaluate import balanced_pick
+
+    labels = torch.tensor([0] * 9 + [1] * 3 + [2] * 5)
+    idx = balanced_pick(labels, seed=0)
+    assert torch.bincount(labels[idx]).tolist() == [3, 3, 3]
+    assert len(set(idx.tolist())) == 9  # without replacement
+    assert torch.equal(idx, balanced_pick(labels, seed=0)) and not torch.equal(idx, balanced_pick(labels, seed=1))
 
 
 def test_cli_bad_inputs_fail_early(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -166,6 +166,16 @@ def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 50, size: int = 100, se
     return float(t.mean()), float(t.std())
 
 
+def balanced_pick(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Indices holding equally many items of every style present, as many as the smallest style
+    has, drawn without replacement with a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    styles = labels.unique()
+    m = min(int((labels == c).sum()) for c in styles)
+    picks = [torch.nonzero(labels == c).flatten() for c in styles]
+    return torch.cat([p[torch.randperm(len(p), generator=g)[:m]] for p in picks]).sort().values
+
+
 def nn_distance(samples: torch.Tensor, train: torch.Tensor, side: int = 32) -> torch.Tensor:
     """Per-sample RMS pixel distance (in [0, 1] units) to the closest training painting."""
     a = resize_to(samples, side).flatten(1)
@@ -183,7 +193,7 @@ def classifier_key(cache: Cache, sel: Selection, opts: dict[str, Any]) -> str:
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    keys = ("fake_entropy", "real_entropy", "fake_marginal_entropy", "kid", "nn_distance_fake",
+    keys = ("fake_entropy", "real_entropy", "fake_marginal_entropy", "kid", "kid_balanced", "nn_distance_fake",
             "nn_distance_real", "heldout_accuracy")
     return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
 
@@ -199,6 +209,7 @@ class Judge:
     accuracy: float
     temperature: float = 1.0
     balanced_accuracy: float = 0.0  # mean of per-style recalls: what matters with 362:10 styles
+    train_labels: torch.Tensor | None = None  # styles of train_feats (for the style-balanced KID)
 
     def standardize(self, feats: torch.Tensor) -> torch.Tensor:
         return standardize(feats, self.mu, self.sd)
@@ -252,7 +263,8 @@ def build_judge(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleFeat
     fit, calib = split(sub, 0.1, opts.seed + 1)
     keep = torch.isin(t["view_owner"], torch.as_tensor(tr[fit]))
     head, mu, sd = train_head(t["view_feats"][keep], t["view_labels"][keep], k, opts)
-    judge = Judge(head, mu, sd, t["train_feats"], t["held_feats"], t["held_labels"], 0.0)
+    judge = Judge(head, mu, sd, t["train_feats"], t["held_feats"], t["held_labels"], 0.0,
+                  train_labels=torch.as_tensor(sel.labels[tr], dtype=torch.long))
     judge.temperature = fit_temperature(judge, t["train_feats"][calib],
                                         torch.as_tensor(sel.labels[tr[calib]], dtype=torch.long))
     if len(t["held_labels"]):
@@ -299,6 +311,12 @@ def metrics(judge: Judge, fake_feats: torch.Tensor, fake_px: torch.Tensor, train
     _, ht = judge(judge.train_feats)
     reals = torch.cat([ht, hh])
     kid_mean, kid_std = kid(hf, reals)
+    # Style-balanced KID: a reference with every style equally often, so a CAN that steers away
+    # from the style the data over-represents is not counted as worse for it.
+    bal = torch.empty(0, dtype=torch.long)
+    if judge.train_labels is not None:
+        bal = balanced_pick(torch.cat([judge.train_labels, judge.held_labels]))
+    kid_bal, kid_bal_std = kid(hf, reals[bal]) if len(bal) > 1 else (float("nan"), float("nan"))
     kid_ref, _ = kid(hh, ht) if len(hh) > 1 else (float("nan"), 0.0)
     nn_fake, nn_real = nn_distance(fake_px, train_px), nn_distance(held_px, train_px)
     top = torch.bincount(pf.argmax(1), minlength=len(classes))
@@ -310,9 +328,12 @@ def metrics(judge: Judge, fake_feats: torch.Tensor, fake_px: torch.Tensor, train
         "fake_marginal_entropy": float(norm_entropy(pf.mean(0))),
         "real_marginal_entropy": float(norm_entropy(ph.mean(0))) if len(ph) else float("nan"),
         "kid": kid_mean, "kid_std": kid_std, "kid_heldout_vs_train": kid_ref,
+        "kid_balanced": kid_bal, "kid_balanced_std": kid_bal_std, "kid_balanced_reals": len(bal),
         "nn_distance_fake": float(nn_fake.mean()), "nn_distance_fake_min": float(nn_fake.min()),
         "nn_distance_real": float(nn_real.mean()) if len(nn_real) else float("nan"),
         "fake_style_counts": {c: int(v) for c, v in zip(classes, top, strict=True) if v},
+        # how the samples spread over the judge's styles: the mean posterior per style
+        "fake_style_share": {c: round(float(v), 4) for c, v in zip(classes, pf.mean(0), strict=True)},
     }
 
 
