@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import torch
@@ -69,6 +69,10 @@ class StylizeOptions:
     content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
     style_weight: float = _opt(3.0, "weight of the style loss (relu1_1..relu5_1)")
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
+    # Departure from Gatys et al.: the noise start's pixel grain is invisible to VGG at the
+    # 64 px scale (pooling hides it), so without this it survives into every later scale.
+    start_tv_weight: float = _opt(10.0, "total-variation weight at the coarsest scale only, which "
+                                        "starts from noise (later scales use --tv-weight)")
     style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2 (default: equal)")
     style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size")
     preserve_color: str = _opt(
@@ -93,7 +97,7 @@ class StylizeOptions:
             raise CanstyleError("--style-scale must be positive")
         if not 0 <= self.plateau < 1:
             raise CanstyleError("--plateau must be in [0, 1)")
-        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+        if min(self.content_weight, self.style_weight, self.tv_weight, self.start_tv_weight) < 0:
             raise CanstyleError("loss weights must not be negative")
         if self.style_weights is not None and (
             any(w < 0 for w in self.style_weights) or sum(self.style_weights) <= 0
@@ -102,7 +106,8 @@ class StylizeOptions:
 
     def _check_numbers(self) -> None:
         """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""
-        names = ("lr", "content_weight", "style_weight", "tv_weight", "style_scale", "plateau")
+        names = ("lr", "content_weight", "style_weight", "tv_weight", "start_tv_weight", "style_scale",
+                 "plateau")
         values = [(n, getattr(self, n)) for n in names] + [("style_weights", w) for w in self.style_weights or ()]
         for name, value in values:
             if not math.isfinite(value):
@@ -299,9 +304,13 @@ class StyleTransfer:
         x: torch.Tensor | None = None
         last: dict = {"step": 0, "loss": None, "parts": {}}
         for i, (long, hw, n) in enumerate(plan):
-            x = self._initial(content, opts, hw, generator) if x is None else resize_to(x, hw)
+            start = x is None
+            x = self._initial(content, opts, hw, generator) if start else resize_to(x, hw)
             if n == 0:
                 continue
+            stage_opts = opts
+            if start and opts.init == "noise":  # see start_tv_weight
+                stage_opts = replace(opts, tv_weight=opts.tv_weight + opts.start_tv_weight)
             t = self.targets(content, styles, weights, hw, round(long * opts.style_scale))
 
             def report(step: int, loss: float, parts: dict[str, float], img: torch.Tensor,
@@ -313,7 +322,7 @@ class StyleTransfer:
                 callback(Progress("stylize", base + step, total, i, len(plan), hw, loss, parts,
                                   img.detach().clamp(0, 1).cpu() if want else None))
 
-            x = _optimize(self, x, t, opts, n, report)
+            x = _optimize(self, x, t, stage_opts, n, report)
             done += n
         assert x is not None
         x = x.clamp(0, 1).cpu()
