@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from canstyle.imageio import load_rgb, save_image
+from canstyle.imageops import contact_sheet
 from canstyle.nst.quality import fractions
 from canstyle.nst.stylize import StyleTransfer, StylizeOptions, fit_size, scale_plan
-from canstyle.pipeline import contact_sheet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, write_section  # noqa: E402

@@ -19,7 +19,8 @@ from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
 from canstyle.cli import main
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_rgb, read_metadata
-from canstyle.pipeline import Pipeline, contact_sheet, sr_passes
+from canstyle.imageops import contact_sheet
+from canstyle.pipeline import Pipeline, sr_passes
 from canstyle.progress import Progress
 
 # Tiny NST: one 64 px scale, a few L-BFGS steps.

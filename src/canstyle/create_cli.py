@@ -177,7 +177,7 @@ SHEET_ROWS = 40  # JPEG stops at 65,500 px; 40 rows of 320 px stay far below it
 
 def _save_sheet(rows: list[list[torch.Tensor]], path: Path, record: dict[str, Any], overwrite: bool) -> None:
     from canstyle.imageio import save_image
-    from canstyle.pipeline import contact_sheet
+    from canstyle.imageops import contact_sheet
 
     meta = {"command": "create", "layout": "photo | CAN painting (upscaled) | result",
             "art_seeds": record["art_seeds"], "seed": record["seed"],

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from canstyle.errors import CanstyleError
 from canstyle.progress import Progress, ProgressCallback
@@ -196,18 +195,3 @@ class Pipeline:
             "features": self.engine.features, "device": str(self.device),
             "precision": str(self.engine.dtype).replace("torch.", ""),
         }
-
-
-def contact_sheet(rows: list[list[torch.Tensor]], height: int = 320, pad: int = 8) -> torch.Tensor:
-    """Lay out rows of 1x3xHxW images (e.g. photo, art, result), each scaled to ``height``."""
-    cells = [[F.interpolate(im[:, :3].float(), size=(height, max(1, round(im.shape[-1] * height / im.shape[-2]))),
-                            mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-              for im in row] for row in rows]
-    widths = [sum(c.shape[-1] for c in row) + pad * (len(row) + 1) for row in cells]
-    sheet = torch.ones(1, 3, len(rows) * (height + pad) + pad, max(widths))
-    for r, row in enumerate(cells):
-        x, y = pad, pad + r * (height + pad)
-        for c in row:
-            sheet[..., y : y + height, x : x + c.shape[-1]] = c
-            x += c.shape[-1] + pad
-    return sheet
