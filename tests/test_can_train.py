@@ -87,7 +87,7 @@ def test_resume_continues_exactly(cache: Path, tmp_path: Path) -> None:
 
 
 def test_resume_errors(tmp_path: Path) -> None:
-    with pytest.raises(CanstyleError, match="no run"):
+    with pytest.raises(CanstyleError, match="no CAN run"):
         train(None, str(tmp_path / "none"), TrainOptions(**TINY), resume="latest", precision="fp32")
     run = tmp_path / "runs" / "00000-can-64"
     (run / "checkpoints").mkdir(parents=True)
@@ -97,6 +97,27 @@ def test_resume_errors(tmp_path: Path) -> None:
     (run / "config.json").write_text("{bad")
     with pytest.raises(CanstyleError, match="damaged"):
         train(None, str(tmp_path / "runs"), TrainOptions(**TINY), resume=str(run), precision="fp32")
+
+
+class Stop(Exception):
+    pass
+
+
+def test_resume_before_the_first_checkpoint_restarts_the_run(cache: Path, tmp_path: Path) -> None:
+    opts = TrainOptions(steps=4, log_every=1, checkpoint_every=100, sample_every=100, **TINY)
+
+    def interrupt(p) -> None:  # type: ignore[no-untyped-def]
+        if p.step == 2:
+            raise Stop  # a crash after two logged steps and before any checkpoint
+
+    with pytest.raises(Stop):
+        train(str(cache), str(tmp_path), opts, precision="fp32", seed=4, callback=interrupt)
+    run = tmp_path / "00000-can-64"
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "d_lo')  # killed in the middle of a metrics line
+    res = train(None, str(tmp_path), opts, resume="latest", precision="fp32")
+    assert res.run_dir == run and res.step == 4 and steps_logged(run) == [1, 2, 3, 4]
+    assert [p.name for p in checkpoints(run)] == ["step00000004.pt"]
 
 
 @pytest.mark.parametrize("bad", [{"lr_g": float("nan")}, {"beta1": 2.0}, {"beta2": -1.0},

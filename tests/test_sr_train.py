@@ -52,8 +52,8 @@ def _losses(run: Path) -> list[float]:
 def test_five_steps_then_an_interrupted_run_resumes_exactly(images: list[Path], tmp_path: Path) -> None:
     model = train(images, tmp_path / "a", TrainOptions(**OPTS), device="cpu", precision="fp32", seed=3)
     run_a = model.parent
-    assert run_a.name == "00001-sr-photo"
-    assert sorted(p.name for p in (run_a / "checkpoints").iterdir()) == ["step-000003.pt", "step-000005.pt"]
+    assert run_a.name == "00000-sr-photo"
+    assert sorted(p.name for p in (run_a / "checkpoints").iterdir()) == ["step00000003.pt", "step00000005.pt"]
     assert len(_losses(run_a)) == 5
 
     def interrupt(p) -> None:  # type: ignore[no-untyped-def]
@@ -65,7 +65,7 @@ def test_five_steps_then_an_interrupted_run_resumes_exactly(images: list[Path], 
               callback=interrupt)
     resumed = train(images, tmp_path / "b", TrainOptions(**OPTS), resume="latest", device="cpu",
                     precision="fp32")
-    assert resumed.parent.name == "00001-sr-photo"  # the same run, continued from step 3
+    assert resumed.parent.name == "00000-sr-photo"  # the same run, continued from step 3
     assert _losses(resumed.parent) == pytest.approx(_losses(run_a), rel=1e-5)
     a, b = load_model(str(model)), load_model(str(resumed))
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
@@ -81,7 +81,7 @@ def test_train_sr_cli_resumes_to_more_steps(images: list[Path], tmp_path: Path) 
             "--patch", "20", "--precision", "fp32", "--seed", "1", "-q"]
     assert main([*base, "--steps", "2"]) == 0
     assert main(["train-sr", "--out", str(out), "--steps", "4", "--resume", "-q"]) == 0
-    run = out / "00001-sr-photo"
+    run = out / "00000-sr-photo"
     assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     assert json.loads((run / "config.json").read_text())["options"]["patch"] == 20
 
@@ -142,3 +142,53 @@ def test_resuming_a_can_checkpoint_is_a_one_line_error(tmp_path: Path, capsys: p
     assert main_code(["train-sr", "--resume", str(ckpt), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a train-sr run or checkpoint" in err and len(err.splitlines()) == 1
+
+
+def _steps(run: Path) -> list[int]:
+    return [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_after_a_kill_in_the_middle_of_a_metrics_line(images: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    base = ["train-sr", *map(str, images), "--out", str(out), "--init", "photo", "--batch-size", "1",
+            "--patch", "20", "--precision", "fp32", "--seed", "1", "--checkpoint-every", "3", "-q"]
+    assert main([*base, "--steps", "4"]) == 0
+    run = out / "00000-sr-photo"
+    (run / "checkpoints" / "step00000004.pt").unlink()  # the kill came before step 4's checkpoint
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "loss": 0.0')  # ... and in the middle of a metrics line
+    assert main(["train-sr", "--out", str(out), "--steps", "5", "--resume", "-q"]) == 0
+    assert _steps(run) == [1, 2, 3, 4, 5]
+
+
+def test_an_old_sr_run_layout_still_resumes(images: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    opts = {**OPTS, "steps": 5}
+    train(images, out, TrainOptions(**opts), device="cpu", precision="fp32", seed=3)
+    old = out / "00001-sr-photo"  # SR used to count from 00001 and name checkpoints step-NNNNNN.pt
+    (out / "00000-sr-photo").rename(old)
+    for p in (old / "checkpoints").iterdir():
+        p.rename(p.with_name(f"step-{int(p.name[4:12]):06d}.pt"))
+    model = train(images, out, TrainOptions(**{**opts, "steps": 7}), resume="latest", device="cpu",
+                  precision="fp32")
+    assert model.parent == old and _steps(old) == list(range(1, 8))
+    assert sorted(p.name for p in (old / "checkpoints").iterdir()) == ["step00000006.pt", "step00000007.pt"]  # old names rotated too
+    fresh = train(images, out, TrainOptions(**{**opts, "steps": 1}), device="cpu", precision="fp32")
+    assert fresh.parent.name == "00002-sr-photo"
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts(images: list[Path], tmp_path: Path) -> None:
+    opts = TrainOptions(**{**OPTS, "checkpoint_every": 100})
+    straight = train(images, tmp_path / "a", opts, device="cpu", precision="fp32", seed=5)
+
+    def interrupt(p) -> None:  # type: ignore[no-untyped-def]
+        if p.step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(images, tmp_path / "b", opts, device="cpu", precision="fp32", seed=5, callback=interrupt)
+    run = tmp_path / "b" / "00000-sr-photo"
+    assert not (run / "checkpoints").exists() and _steps(run) == [1, 2]
+    resumed = train(images, tmp_path / "b", opts, resume="latest", device="cpu", precision="fp32")
+    assert resumed.parent == run  # the same folder, from step 0 with the run's own seed
+    assert _losses(run) == pytest.approx(_losses(straight.parent), rel=1e-5)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from canstyle import runs
 from canstyle.can import checkpoint as ck
 from canstyle.can import dist as dd
 from canstyle.can.data import (
@@ -168,18 +169,7 @@ class _Setup:
     sel: Selection
     run: Path | None
     ckpt: Path | None
-
-
-def _read_config(run: Path) -> dict[str, Any]:
-    try:
-        saved = json.loads((run / "config.json").read_text())
-        if not isinstance(saved, dict) or not {"options", "seed"} <= saved.keys():
-            raise ValueError("options or seed missing")
-    except FileNotFoundError:
-        raise CanstyleError(f"--resume: {run} is not a CAN run folder (no config.json)") from None
-    except (OSError, ValueError) as e:
-        raise CanstyleError(f"--resume: {run / 'config.json'} is damaged ({e})") from None
-    return saved
+    resumed: bool = False
 
 
 def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | None, seed: int | None,
@@ -187,8 +177,9 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     run = ckpt = None
     saved: dict[str, Any] = {}
     if resume:
-        run, ckpt = ck.resolve_resume(resume, out)
-        saved = _read_config(run)
+        r = runs.resolve_resume(resume, out, "can")
+        run, ckpt = r.run, r.checkpoint
+        saved = runs.read_config(run, ("options", "seed", "cache", "classes"), "CAN")
         opts = resume_options(saved["options"], opts)
         seed = int(saved["seed"])
         if not data or not all(Path(d).exists() for d in as_sources(data)):
@@ -210,15 +201,16 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     if saved and sel.classes != saved["classes"]:
         raise CanstyleError(f"the data's styles {sel.classes} differ from the run's {saved['classes']}")
     if info.is_main and run is None and not dry_run:
-        run = ck.new_run_dir(out, f"can-{opts.preset}")
+        run = runs.new_run_dir(out, f"can-{opts.preset}")
     run = dd.broadcast_object(run, info)  # type: ignore[assignment]
-    return _Setup(opts, seed, cache, sel, run, ckpt)
+    return _Setup(opts, seed, cache, sel, run, ckpt, resumed=bool(saved))
 
 
 def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: SourceArg) -> None:
     assert s.run is not None
-    if s.ckpt is not None:
-        ck.truncate_metrics(s.run / "metrics.jsonl", int(trainer.start_step))
+    if s.resumed:  # config.json is the run's already; metrics past the checkpoint are void
+        runs.MetricsLog(s.run / runs.METRICS).truncate(int(trainer.start_step))
+        runs.remove_partial_files(s.run)
         return
     config = {
         "options": asdict(s.opts), "model": json.loads(trainer.cfg.to_json()), "seed": s.seed,
@@ -226,8 +218,8 @@ def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: Sourc
         "images": int(len(s.sel.indices)), "world_size": info.world, "device": str(trainer.device),
         "precision": precision_name(trainer.dtype), "canstyle_version": _version(),
     }
-    ck.write_json(s.run / "config.json", config)
-    ck.write_json(s.run / "classes.json", s.sel.classes)
+    runs.write_config(s.run, config)
+    runs.write_json(s.run / "classes.json", s.sel.classes)
 
 
 def _version() -> str:
@@ -352,9 +344,8 @@ def _loop(s: _Setup, trainer: Trainer, info: dd.DistInfo, callback: ProgressCall
 
 def _log_metrics(run: Path | None, tb: Any, step: int, metrics: dict[str, float], ips: float) -> None:
     assert run is not None
-    line = json.dumps({"step": step, **metrics, "images_per_s": round(ips, 2), "time": round(time.time(), 3)})
-    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(line + "\n")  # one write per line: a kill leaves at most one partial line
+    record = {"step": step, **metrics, "images_per_s": round(ips, 2), "time": round(time.time(), 3)}
+    runs.MetricsLog(run / runs.METRICS).append(record)
     if tb is not None:
         for k, v in metrics.items():
             tb.add_scalar(k, v, step)

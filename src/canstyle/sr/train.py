@@ -2,16 +2,16 @@
 
 Random HR crops, LR by antialiased bicubic downscaling, L1 loss, Adam with a
 cosine-decayed learning rate, autocast in bf16 where the CPU has it natively.
-A run lives in a numbered folder ``runs/00001-sr-<init>/`` holding
-``config.json``, ``metrics.jsonl``, ``checkpoints/step-NNNNNN.pt`` (loadable with
-``torch.load(weights_only=True)``) and, at the end, ``model.safetensors``,
-which ``--model`` accepts. Resuming restores the network, the optimiser and the
-patch sampler, so an interrupted run continues exactly where it stopped.
+A run lives in a numbered folder ``runs/00000-sr-<init>/`` (see ``canstyle.runs``)
+holding ``config.json``, ``metrics.jsonl``, ``checkpoints/stepNNNNNNNN.pt`` (loadable
+with ``torch.load(weights_only=True)``; older runs' ``step-NNNNNN.pt`` load too) and,
+at the end, ``model.safetensors``, which ``--model`` accepts. Resuming restores the
+network, the optimiser and the patch sampler, so an interrupted run continues exactly
+where it stopped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from canstyle import runs
 from canstyle.device import autocast, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import atomic_write, atomic_write_bytes
+from canstyle.fsutil import atomic_write
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.sr.data import load_training_images, make_pairs, random_crops
 from canstyle.sr.models import ARCHS
@@ -32,6 +33,7 @@ from canstyle.sr.zoo import arch_of, load_state
 
 log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 2
+CONFIG_KEYS = ("options", "arch", "seed", "images")  # what tells an SR run's config.json
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -60,54 +62,18 @@ class TrainOptions:
             raise CanstyleError(f"--lr must be a positive finite number, got {self.lr}")
 
 
-def next_run_path(out: Path, tag: str) -> Path:
-    """The next numbered run folder in ``out``, not created yet."""
-    if out.exists() and not out.is_dir():
-        raise CanstyleError(f"--out must be a folder, and {out} is a file")
-    nums = [int(p.name[:5]) for p in out.iterdir() if p.is_dir() and p.name[:5].isdigit()] if out.is_dir() else []
-    return out / f"{max(nums, default=0) + 1:05d}-sr-{tag}"
-
-
-def next_run_dir(out: Path, tag: str) -> Path:
-    """Make the next numbered run folder; a run started at the same moment takes the next one."""
-    for _ in range(100):
-        run = next_run_path(out, tag)
-        try:
-            run.mkdir(parents=True)
-            return run
-        except FileExistsError:
-            continue
-    raise CanstyleError(f"could not make a run folder in {out}")
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        missing = {"step", "model", "optim", "gen", "arch", "options"} - set(ckpt)
-    except (OSError, RuntimeError, EOFError, TypeError) as e:
-        raise CanstyleError(f"cannot read checkpoint {path}: {e}") from None
+    ckpt = runs.load_checkpoint(path)
+    missing = {"step", "model", "optim", "gen", "arch", "options"} - set(ckpt)
     if missing:
         raise CanstyleError(f"{path} is not a train-sr checkpoint (missing {', '.join(sorted(missing))})")
     return ckpt
 
 
-def find_checkpoint(resume: str, out: Path) -> Path:
-    """A checkpoint file from a path to one, to a run folder, or "latest" (newest run in out)."""
-    path = Path(resume)
-    if resume == "latest":
-        runs = sorted(p for p in out.glob("[0-9][0-9][0-9][0-9][0-9]-sr-*") if p.is_dir()) if out.is_dir() else []
-        runs = [r for r in runs if list((r / "checkpoints").glob("step-*.pt"))]
-        if not runs:
-            raise CanstyleError(f"--resume: no SR run with checkpoints in {out}")
-        path = runs[-1]
-    if path.is_dir():
-        ckpts = sorted((path / "checkpoints").glob("step-*.pt"))
-        if not ckpts:
-            raise CanstyleError(f"--resume: no checkpoints in {path}")
-        return ckpts[-1]
-    if not path.is_file():
-        raise CanstyleError(f"--resume: no such checkpoint or run folder: {path}")
-    return path
+def run_config(resume: str, out: Path) -> dict[str, Any]:
+    """The config.json of the SR run that ``--resume`` means (see ``runs.resolve_resume``)."""
+    run = runs.resolve_resume(resume, out, "sr").run
+    return runs.read_config(run, CONFIG_KEYS, "train-sr")  # refuses a CAN run's config.json
 
 
 class Trainer:
@@ -115,6 +81,8 @@ class Trainer:
 
     def __init__(self, opts: TrainOptions, run_dir: Path, device: str = "auto",
                  precision: str = "auto", seed: int = 0, checkpoint: dict | None = None) -> None:
+        """``run_dir`` exists already; the trainer writes only into it, and only from ``fit``
+        and the ``save_*`` methods."""
         from canstyle.sr.models import build
 
         if checkpoint is None:
@@ -145,17 +113,12 @@ class Trainer:
         cfg = {"options": asdict(self.opts), "arch": self.arch, "seed": self.seed,
                "device": str(self.device), "precision": str(self.dtype).replace("torch.", ""),
                "images": sources}
-        atomic_write_bytes(self.run_dir / "config.json", json.dumps(cfg, indent=1).encode())
+        runs.write_config(self.run_dir, cfg)
 
     def save_checkpoint(self) -> Path:
         ckpt = {"step": self.step, "model": self.net.state_dict(), "optim": self.optim.state_dict(),
                 "gen": self.gen.get_state(), "arch": self.arch, "options": asdict(self.opts)}
-        path = self.run_dir / "checkpoints" / f"step-{self.step:06d}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: torch.save(ckpt, tmp), overwrite=True)
-        for old in sorted(path.parent.glob("step-*.pt"))[:-KEEP_CHECKPOINTS]:
-            old.unlink()
-        return path
+        return runs.save_checkpoint(self.run_dir, self.step, ckpt, KEEP_CHECKPOINTS)
 
     def export(self, path: Path | None = None) -> Path:
         """The current weights as safetensors that ``--model`` and ``--init`` accept."""
@@ -187,11 +150,10 @@ class Trainer:
     def fit(self, images: list[torch.Tensor], callback: ProgressCallback | None = None,
             on_checkpoint: Any = None) -> Path:
         """Train up to ``opts.steps``; returns the exported ``model.safetensors``."""
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = runs.MetricsLog(self.run_dir / runs.METRICS)
         while self.step < self.opts.steps:
             loss = self.train_step(images)
-            with open(metrics, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": self.step, "loss": loss, "lr": self._lr_at(self.step - 1)}) + "\n")
+            metrics.append({"step": self.step, "loss": loss, "lr": self._lr_at(self.step - 1)})
             if callback is not None:
                 callback(Progress("train-sr", self.step, self.opts.steps, loss=loss,
                                   size=(2 * self.opts.patch, 2 * self.opts.patch)))
@@ -212,8 +174,7 @@ def validator(paths: list[Path], crop: int = 0) -> Any:
         m = mean_score(evaluate(paths, up, scale=2, crop=crop))
         rec = {"step": trainer.step, "val_psnr": m.psnr, "val_ssim": m.ssim, "val_bicubic_psnr": m.bicubic_psnr}
         log.info("step %d: validation PSNR(Y) %.3f dB (bicubic %.3f)", trainer.step, m.psnr, m.bicubic_psnr)
-        with open(trainer.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        runs.MetricsLog(trainer.run_dir / runs.METRICS).append(rec)
 
     return hook
 
@@ -222,31 +183,37 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
           device: str = "auto", precision: str = "auto", seed: int = 0,
           callback: ProgressCallback | None = None, on_checkpoint: Any = None) -> Path:
     """Fine-tune on ``paths``; a new numbered run in ``out``, or the resumed one."""
-    ckpt_path = find_checkpoint(resume, out) if resume else None
-    ckpt = read_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        opts = TrainOptions(**{**ckpt["options"], "steps": opts.steps})  # only --steps may change
-    arch = ARCHS[ckpt["arch"] if ckpt else arch_of(opts.init)]
-    opts.validate(arch.offset, arch.pad_multiple)  # type: ignore[attr-defined]
-    images = load_training_images(paths, 2 * opts.patch)  # both before making a run folder
-    if ckpt_path is not None:
-        run_dir = ckpt_path.parent.parent
-        trainer = Trainer(opts, run_dir, device, precision, checkpoint=ckpt)
-        _truncate_metrics(run_dir / "metrics.jsonl", trainer.step)
-        log.info("resuming %s at step %d", run_dir, trainer.step)
+    if resume:
+        r = runs.resolve_resume(resume, out, "sr")
+        ckpt = read_checkpoint(r.checkpoint) if r.checkpoint is not None else None
+        opts, seed = _resumed_options(r.run, ckpt, opts.steps)
+        images = _load_images(paths, opts, ckpt["arch"] if ckpt else arch_of(opts.init))
+        trainer = Trainer(opts, r.run, device, precision, seed, checkpoint=ckpt)
+        runs.MetricsLog(r.run / runs.METRICS).truncate(trainer.step)
+        runs.remove_partial_files(r.run)
+        log.info("resuming %s at step %d", r.run, trainer.step)
     else:
+        images = _load_images(paths, opts, arch_of(opts.init))  # a bad image makes no run folder
         tag = Path(opts.init).stem if opts.init.endswith(".safetensors") else opts.init
-        # The trainer loads --init and resolves the device first: if either fails, no empty run is
-        # left. The folder is numbered only then, so two runs started together still get their own.
-        trainer = Trainer(opts, next_run_path(out, tag), device, precision, seed)
-        trainer.run_dir = next_run_dir(out, tag)
+        # The trainer loads --init and resolves the device: if either fails, the folder goes again.
+        with runs.new_run(out, f"sr-{tag}") as run:
+            trainer = Trainer(opts, run, device, precision, seed)
         trainer.save_config([str(p) for p in paths])
     return trainer.fit(images, callback, on_checkpoint)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-    atomic_write_bytes(path, ("\n".join(lines) + "\n" if lines else "").encode())
+def _load_images(paths: list[Path], opts: TrainOptions, arch_name: str) -> list[torch.Tensor]:
+    arch = ARCHS[arch_name]
+    opts.validate(arch.offset, arch.pad_multiple)  # type: ignore[attr-defined]
+    return load_training_images(paths, 2 * opts.patch)
+
+
+def _resumed_options(run: Path, ckpt: dict[str, Any] | None, steps: int) -> tuple[TrainOptions, int]:
+    """The run's own options (only --steps may change) and seed."""
+    if ckpt is not None:  # the patch sampler's state comes from the checkpoint, not the seed
+        saved, seed = ckpt["options"], 0
+    else:  # killed before its first checkpoint: the same run again from step 0
+        cfg = runs.read_config(run, CONFIG_KEYS, "train-sr")
+        saved, seed = cfg["options"], int(cfg["seed"])
+    known = {k: v for k, v in saved.items() if k in TrainOptions.__dataclass_fields__}
+    return TrainOptions(**{**known, "steps": steps}), seed

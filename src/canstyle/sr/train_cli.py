@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 from pathlib import Path
@@ -31,17 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _images_of_run(resume: str, out: Path) -> list[Path]:
-    from canstyle.sr.train import find_checkpoint
+    from canstyle.sr.train import run_config
 
-    cfg = find_checkpoint(resume, out).parent.parent / "config.json"
-    try:
-        data = json.loads(cfg.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CanstyleError(f"cannot read the image list of the run ({cfg}): {e}") from None
-    images = data.get("images") if isinstance(data, dict) else None
-    # A CAN run has a config.json too, but with other contents.
-    if not isinstance(images, list) or "arch" not in data or not all(isinstance(p, str) for p in images):
-        raise CanstyleError(f"--resume {resume} is not a train-sr run or checkpoint ({cfg} has no SR image list)")
+    images = run_config(resume, out)["images"]
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+        raise CanstyleError(f"--resume {resume}: the run's config.json has no image list")
     return [Path(p) for p in images]
 
 
