@@ -76,8 +76,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(out: Path, models_dir: Path, **kw: Any) -> Any:
-    return create_app(out, models_dir=models_dir, features="vgg16", device="cpu",
-                      max_upload_bytes=MAX_BYTES, max_upload_pixels=MAX_PIXELS, **kw)
+    kw = {"allowed_hosts": {"testserver"},  # TestClient's Host
+          "max_upload_bytes": MAX_BYTES, "max_upload_pixels": MAX_PIXELS, **kw}
+    return create_app(out, models_dir=models_dir, features="vgg16", device="cpu", **kw)
 
 
 @pytest.fixture()
@@ -172,7 +173,7 @@ def test_upload_list_and_thumbnail(client: TestClient) -> None:
     assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size == (90, 60)
     assert client.get("/api/photos/demo-chelsea/thumb").status_code == 200
     # Stored names are generated from the content hash, never from the request.
-    out = client.app.state.studio.uploads
+    out = client.app.state.studio.uploads.dir
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{meta['id']}{s}" for s in (".img", ".json", ".thumb.jpg"))
 
@@ -205,7 +206,7 @@ def test_non_images_are_refused(client: TestClient) -> None:
         r = client.post("/api/uploads", content=data)
         assert r.status_code == 400, (data[:20], r.text)
         assert needle in r.json()["detail"], r.json()
-    assert not any(client.app.state.studio.uploads.iterdir())
+    assert not any(client.app.state.studio.uploads.dir.iterdir())
 
 
 def test_cross_origin_writes_are_refused(client: TestClient) -> None:
@@ -218,8 +219,9 @@ def test_cross_origin_writes_are_refused(client: TestClient) -> None:
         assert r.status_code == 403, headers
         assert client.post("/api/jobs", json={}, headers=headers).status_code == 403
         assert client.post("/api/jobs/0123456789abcdef/cancel", headers=headers).status_code == 403
-    assert not any(client.app.state.studio.uploads.iterdir())
-    assert client.get("/api/models", headers=evil).status_code == 200  # reads are not state changes
+    assert not any(client.app.state.studio.uploads.dir.iterdir())
+    assert client.get("/api/models").status_code == 200  # curl and scripts send no Origin
+    assert client.get("/api/models", headers=evil).status_code == 403  # a foreign page's fetch()
     r = client.post("/api/uploads", content=png_bytes(), headers={"Origin": "http://testserver"})
     assert r.status_code == 201
 
@@ -247,8 +249,8 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
 
 def test_models_and_painting_grid(client: TestClient, models_dir: Path) -> None:
     ids = [m["id"] for m in client.get("/api/models").json()]
-    # broken.safetensors has the right format tag, so it is listed; it fails when used.
-    assert ids == ["default", "broken.safetensors", "tiny.safetensors"]
+    # broken.safetensors has the right format tag but weights that do not load: not listed.
+    assert ids == ["default", "tiny.safetensors"]
     r = client.post("/api/paintings", json={"model": "tiny.safetensors", "seeds": [5, 6]})
     assert r.status_code == 200, r.text
     urls = [p["url"] for p in r.json()["paintings"]]
@@ -339,8 +341,16 @@ def test_cancel_running_and_queued_jobs(client: TestClient) -> None:
 
 def test_failed_job_reports_its_error_and_the_server_keeps_serving(client: TestClient) -> None:
     photo = upload(client, png_bytes())["id"]
-    bad = wait(client, submit(client, photo, {"model": "broken.safetensors", "seed": 0})["id"])
-    assert bad["status"] == "failed" and "do not match" in bad["error"]
+    blocker = submit(client, photo, **LONG)["id"]
+    wait(client, blocker, {"running"})
+    doomed = submit(client, photo)["id"]
+    # The photo's stored bytes go bad while the job waits: it fails with a one-line message.
+    (client.app.state.studio.uploads.dir / f"{photo}.img").write_bytes(b"garbage")
+    client.post(f"/api/jobs/{blocker}/cancel")
+    bad = wait(client, doomed)
+    assert bad["status"] == "failed" and "not an image" in bad["error"], bad
+    assert "/tmp" not in bad["error"] and "uploads/" not in bad["error"]  # no server path in the message
+    photo = upload(client, png_bytes(80, 60))["id"]
     assert wait(client, submit(client, photo)["id"])["status"] == "done"
     assert client.get("/api/models").status_code == 200
 
@@ -394,7 +404,11 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
     assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.1", 7860)
     assert (calls[1]["host"], calls[1]["port"]) == ("0.0.0.0", 8000)
     assert TestClient(calls[0]["app"]).get("/api/models").status_code == 403  # Host: testserver
-    assert TestClient(calls[1]["app"]).get("/api/models").status_code == 200
+    # --listen keeps an allow-list: a name the machine does not have is refused.
+    assert TestClient(calls[1]["app"]).get("/api/models").status_code == 403
+    assert main(["serve", "--output", str(tmp_path / "c"), "--listen", "--allowed-host", "testserver",
+                 "--threads", "1"]) == 0
+    assert TestClient(calls[2]["app"]).get("/api/models").status_code == 200
     # One server per output folder: a second one is refused with a one-line error.
     from canstyle.web.cli import lock_output
 

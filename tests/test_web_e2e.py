@@ -1,9 +1,11 @@
 """The studio in a real browser: headless Debian Chromium driven by Playwright.
 
 The test uploads a photo, generates a grid of paintings with the embedded default CAN,
-picks one, runs a small job, watches its progress, and downloads a result that must
-decode. It saves a screenshot of the page (``docs/web_studio.png`` when that file is
-missing or CANSTYLE_SCREENSHOT=1, else in the test's temp folder).
+picks one, double-clicks Start (one job), cancels during the second photo (the first is
+kept), runs the job again, opens the before/after viewer, downloads the zip and a result,
+and deletes a job. It saves screenshots at 1280 and 390 px (``docs/web_studio.png`` and
+``docs/web_studio_phone.png`` when missing or CANSTYLE_SCREENSHOT=1, else in the test's
+temp folder); at 390 px the page must not scroll sideways.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +30,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from canstyle.web.app import create_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SCREENSHOT = REPO / "docs" / "web_studio.png"
 pytestmark = pytest.mark.e2e
 
 
@@ -81,40 +83,120 @@ WATCH_PROGRESS = """() => {
 }"""
 
 
-def test_browser_upload_paint_watch_download(server: str, tmp_path: Path) -> None:
+WIDER_THAN_VIEWPORT = """() => [...document.querySelectorAll('body *')]
+  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+  .slice(0, 8).map(e => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)"""
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def api_json(page, path: str):  # type: ignore[no-untyped-def]
+    """GET a JSON API path from inside the page (same origin, like the page's own calls)."""
+    return page.evaluate("async (p) => (await fetch(p)).json()", path)
+
+
+def save_shot(data: bytes, name: str, tmp_path: Path) -> None:
+    Image.open(io.BytesIO(data)).verify()
+    target = REPO / "docs" / name
+    if target.exists() and not os.environ.get("CANSTYLE_SCREENSHOT"):
+        target = tmp_path / name
+    target.write_bytes(data)
+
+
+def test_browser_studio_end_to_end(server: str, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/")
             page.wait_for_selector("body[data-ready='1']")
+            _check_keyboard_and_names(page)
             _upload_and_pick(page)
-            page.evaluate(WATCH_PROGRESS)
-            page.click("#start-btn")
-            page.wait_for_selector("#job-status.done", timeout=90_000)
-            assert page.is_hidden("#cancel-btn") and page.is_hidden("#preview-figure")
-            seen = page.evaluate("window.__progress")
-            assert any("stylize · iteration" in s and "loss" in s for s in seen), seen
-            previews = [u for u in page.evaluate("window.__previews") if u and "/preview?n=" in u]
-            assert previews, "no live preview was shown"
-            page.wait_for_selector("#gallery-list figure.card img")
-            with page.expect_download() as info:
-                page.click("#job-results a.download")
-            path = info.value.path()
-            with Image.open(path) as im:
-                im.load()
-                assert im.format == "PNG" and im.size == (192, 108)
+            cancelled = _double_click_then_cancel(page)
+            _run_again(page, cancelled)
+            _viewer_zip_and_download(page, tmp_path)
+            _delete_job(page, cancelled)
             page.wait_for_timeout(300)  # let the result images paint before the screenshot
-            shot = page.screenshot(full_page=True)
+            save_shot(page.screenshot(full_page=True), "web_studio.png", tmp_path)
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.wait_for_timeout(300)
+            wide = page.evaluate(WIDER_THAN_VIEWPORT)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide  # no sideways scrolling
+            save_shot(page.screenshot(full_page=True), "web_studio_phone.png", tmp_path)
             assert not errors, errors
         finally:
             browser.close()
-    Image.open(io.BytesIO(shot)).verify()
-    target = SCREENSHOT if (not SCREENSHOT.exists() or os.environ.get("CANSTYLE_SCREENSHOT")) else \
-        tmp_path / SCREENSHOT.name
-    target.write_bytes(shot)
+
+
+def _check_keyboard_and_names(page) -> None:  # type: ignore[no-untyped-def]
+    page.focus("#photo-input")  # a real, focusable control (not display: none)
+    assert page.evaluate("document.activeElement.id") == "photo-input"
+    assert page.get_by_role("slider", name="Style strength").count() == 1
+    assert page.is_hidden("#preview-figure") and page.is_hidden("#style-figure")  # no broken images
+    assert page.request.head(page.url).ok
+
+
+def _double_click_then_cancel(page) -> str:  # type: ignore[no-untyped-def]
+    """Two photos; a double-click on Start makes one job; cancelled during photo 2, photo 1 stays."""
+    page.click("#photo-list .thumb[data-id='demo-chelsea']")
+    sync_api.expect(page.locator("#photo-list .thumb[data-id='demo-chelsea']")).to_have_attribute("aria-pressed", "true")
+    page.evaluate(WATCH_PROGRESS)
+    page.dblclick("#start-btn")
+    page.wait_for_selector("#job-status.running", timeout=60_000)
+    jobs = api_json(page, "/api/jobs")
+    assert len(jobs) == 1, [j["id"] for j in jobs]
+    page.wait_for_selector("#job-results figure.result img:not(.pending)", timeout=90_000)
+    page.click("#cancel-btn")
+    page.wait_for_selector("#job-status.cancelled", timeout=60_000)
+    job = api_json(page, f"/api/jobs/{jobs[0]['id']}")
+    assert job["status"] == "cancelled" and [r["index"] for r in job["results"]] == [0], job
+    assert page.locator("#job-results figure.result").count() == 1
+    seen = page.evaluate("window.__progress")
+    assert any("stylize · iteration" in s and "loss" in s for s in seen), seen
+    assert [u for u in page.evaluate("window.__previews") if u and "/preview?n=" in u], "no live preview"
+    page.wait_for_selector("#gallery-list figure.card img:not(.pending)")
+    return job["id"]
+
+
+def _run_again(page, cancelled: str) -> None:  # type: ignore[no-untyped-def]
+    page.click("#rerun-btn")
+    poll(page, "() => document.querySelector('#selection-summary').textContent.includes('loaded')")
+    assert page.input_value("#opt-size") == "192" and page.input_value("#opt-quality") == "draft"
+    page.click("#photo-list .thumb[data-id='demo-chelsea']")  # one photo this time
+    page.click("#start-btn")
+    page.wait_for_selector("#job-status.done", timeout=90_000)
+    assert page.is_hidden("#cancel-btn") and page.is_hidden("#preview-figure")
+    assert page.title().startswith("✓ done")
+    jobs = api_json(page, "/api/jobs")
+    assert len(jobs) == 2 and jobs[0]["request"]["style"] == {"model": "default", "seed": 5, "upload": None}
+    assert jobs[0]["request"]["seed"] == 0 and jobs[1]["id"] == cancelled
+
+
+def _viewer_zip_and_download(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page.click("#job-results figure.result button.plain")
+    page.wait_for_selector("#viewer[open]")
+    poll(page, "() => ['#viewer-after', '#viewer-before'].every(s => document.querySelector(s).naturalWidth > 0)")
+    page.fill("#viewer-split", "25")
+    assert "75%" in page.evaluate("document.querySelector('#viewer-before-clip').style.clipPath")
+    page.click("#viewer-close")
+    with page.expect_download() as info:
+        page.click("#zip-link")
+    with zipfile.ZipFile(info.value.path()) as z:
+        assert {"result_0.png", "painting.png", "parameters.json"} <= set(z.namelist())
+    with page.expect_download() as info:
+        page.click("#job-results a.download")
+    with Image.open(info.value.path()) as im:
+        im.load()
+        assert im.format == "PNG" and im.size == (192, 108)
+
+
+def _delete_job(page, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    before = page.locator("#gallery-list figure.card").count()
+    page.click(f"#job-table tr[data-id='{job_id}'] button.danger")
+    page.wait_for_selector(f"#job-table tr[data-id='{job_id}']", state="detached")
+    poll(page, f"() => document.querySelectorAll('#gallery-list figure.card').length === {before - 1}")
 
 
 def _default_can_size() -> int:
@@ -134,6 +216,8 @@ def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
     sync_api.expect(page.locator("#photo-list .thumb")).to_have_count(3)  # upload + 2 bundled
     selected = page.query_selector_all("#photo-list .thumb.selected")
     assert len(selected) == 1 and not selected[0].get_attribute("data-id").startswith("demo-")
+    assert selected[0].get_attribute("aria-pressed") == "true"
+    assert "giraffe.jpg" in selected[0].query_selector("img").get_attribute("alt")
     page.fill("#seed-count", "8")
     page.click("#generate-btn")
     side = _default_can_size()
@@ -141,6 +225,7 @@ def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
                f".filter(i => i.complete && i.naturalWidth === {side}).length === 8")
     page.click("#painting-grid .thumb[data-seed='5']")
     assert page.get_attribute("#painting-grid .thumb[data-seed='5']", "class").endswith("selected")
+    assert page.get_attribute("#painting-grid .thumb[data-seed='5']", "aria-pressed") == "true"
     page.fill("#opt-size", "192")
     page.fill("#opt-strength", "1")
     assert page.inner_text("#opt-strength-value") == "1"

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860, help="TCP port")
     p.add_argument("--listen", action="store_true",
                    help="bind 0.0.0.0 so other machines can connect (no authentication: trusted networks only)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer to this Host name (a DNS alias, a reverse proxy's name); repeatable. "
+                        "The machine's own names and addresses are always allowed")
     p.add_argument("--output", type=Path, default=Path("canstyle-studio"),
                    help="folder for uploads, results and job history (kept across restarts)")
     p.add_argument("--models", type=Path, default=None,
@@ -81,6 +84,21 @@ def _check_args(args: argparse.Namespace) -> None:
     resolve_precision(args.precision, resolve_device(args.device))  # fails as stylize would
 
 
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def allowed_hosts(bind: str, extra: list[str]) -> set[str]:
+    """The Host names to answer to: on loopback only loopback names (a DNS-rebinding page
+    cannot reach us); otherwise also the machine's own names and addresses. Always an
+    allow-list: without one, a rebinding page would pass the Origin check too, since it
+    compares Origin with a Host that the attacker chose."""
+    from canstyle.web.security import LOOPBACK_HOSTS, machine_hosts
+
+    base = set(LOOPBACK_HOSTS) | {bind} if is_loopback(bind) else machine_hosts(bind)
+    return base | {h.strip().lower() for h in extra if h.strip()}
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -91,17 +109,14 @@ def run(args: argparse.Namespace) -> int:
         raise CanstyleError("the web studio needs FastAPI and uvicorn: pip install 'canstyle[web]'") from None
 
     from canstyle.web.app import create_app
-    from canstyle.web.security import LOOPBACK_HOSTS
 
     _check_args(args)
     lock = lock_output(args.output)
     # One job at a time uses these threads; the event loop and uploads need almost none.
     torch.set_num_threads(_threads(args.threads))
     host = "0.0.0.0" if args.listen else args.host
-    # On loopback, answer only to loopback names: a DNS-rebinding page cannot reach us.
-    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-    allowed = (set(LOOPBACK_HOSTS) | {host}) if loopback else None
-    if not loopback:
+    allowed = allowed_hosts(host, args.allowed_host)
+    if not is_loopback(host):
         log.warning("canstyle serve: listening on %s: anyone who can reach this port can use the studio", host)
     app = create_app(args.output, models_dir=args.models, features=args.features, device=args.device,
                      precision=args.precision, allowed_hosts=allowed,

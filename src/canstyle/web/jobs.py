@@ -5,6 +5,8 @@ worker thread; the HTTP side only enqueues, reads snapshots and sets cancel flag
 Every status change is written to disk atomically, so history and results survive
 a restart: queued jobs are queued again, and a job that was running when the
 process died is marked failed (re-running it could crash the server in a loop).
+Each finished photo is recorded (and written to disk) the moment it is done, so a job
+that is cancelled, fails or dies part-way keeps every result it finished.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Job:
     preview_n: int = 0
     version: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
+    seq: int = 0  # submission order: ties in ``created`` cannot reorder the queue
 
     PERSISTED = ("id", "request", "created", "status", "started", "finished", "error", "results", "info")
 
@@ -68,16 +71,35 @@ class Job:
         return cls(**{k: rec[k] for k in cls.PERSISTED if k in rec})
 
 
-# The runner does the work: runner(job, report) -> (results, info); report(progress, preview_jpeg).
-Report = Callable[[dict[str, Any], bytes | None], None]
-Runner = Callable[[Job, Report], tuple[list[dict[str, Any]], dict[str, Any]]]
+class Hooks:
+    """What a runner may tell the manager while it works on one job."""
+
+    def __init__(self, manager: JobManager, job: Job) -> None:
+        self._manager, self.job = manager, job
+
+    def report(self, progress: dict[str, Any], preview: bytes | None) -> None:
+        """Live progress (and a JPEG preview); raises JobCancelled when the job should stop."""
+        self._manager._report(self.job, progress, preview)
+
+    def result(self, result: dict[str, Any], info: dict[str, Any] | None = None) -> None:
+        """One finished photo, its file already written: recorded and persisted at once."""
+        self._manager._add_result(self.job, result, info or {})
+
+    def info(self, info: dict[str, Any]) -> None:
+        self._manager._add_result(self.job, None, info)
+
+
+# The runner does the work: runner(job, hooks) -> info (style used, options, timings).
+Runner = Callable[[Job, Hooks], dict[str, Any]]
 
 
 class JobManager:
     """A FIFO of jobs executed by one worker thread, mirrored to ``jobs_dir``."""
 
-    def __init__(self, jobs_dir: Path, runner: Runner, max_queued: int = 200) -> None:
+    def __init__(self, jobs_dir: Path, runner: Runner, max_queued: int = 200,
+                 scrub: Callable[[str], str] = str) -> None:
         self.dir = Path(jobs_dir)
+        self._scrub = scrub  # removes server paths from error messages
         self.dir.mkdir(parents=True, exist_ok=True)
         self._runner = runner
         self._max_queued = max_queued
@@ -86,6 +108,8 @@ class JobManager:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seq = 0
+        self.version = 0  # bumped on every change of any job, for the all-jobs event stream
         self._recover()
 
     # -- persistence -----------------------------------------------------
@@ -113,7 +137,9 @@ class JobManager:
                 job.status, job.error, job.finished = "failed", INTERRUPTED, time.time()
                 self._persist(job)
             self._jobs[job.id] = job
-        for job in sorted(self._jobs.values(), key=lambda j: j.created):
+        for job in sorted(self._jobs.values(), key=lambda j: (j.created, j.id)):
+            self._seq += 1
+            job.seq = self._seq
             if job.status == "queued":
                 self._queue.put(job.id)
 
@@ -122,10 +148,14 @@ class JobManager:
         with self._lock:
             if sum(j.status == "queued" for j in self._jobs.values()) >= self._max_queued:
                 raise QueueFull(f"{self._max_queued} jobs are already waiting; try again later")
-            job = Job(secrets.token_hex(8), request, time.time())
+            self._seq += 1
+            job = Job(secrets.token_hex(8), request, time.time(), seq=self._seq)
+            self._persist(job)  # on disk before it can run, so a crash never loses it
             self._jobs[job.id] = job
-        self._persist(job)  # on disk before it can run, so a crash never loses it
-        self._queue.put(job.id)
+            # Queued under the lock: jobs that arrive together run in the order of their seq,
+            # which is also the order queue positions are counted in.
+            self._queue.put(job.id)
+            self.version += 1
         return job
 
     def get(self, job_id: str) -> Job:
@@ -142,7 +172,7 @@ class JobManager:
 
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
+            jobs = sorted(self._jobs.values(), key=lambda j: j.seq, reverse=True)
             return [self._public(j) for j in jobs if status is None or j.status == status]
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -154,10 +184,55 @@ class JobManager:
             job.cancel.set()
             if job.status == "queued":
                 job.status, job.finished = "cancelled", time.time()
-            job.version += 1
-        if job.status == "cancelled":
+                self._persist(job)
+            self._touch(job)
+            return self._public(job)
+
+    def delete(self, job_id: str) -> Job:
+        """Forget a finished job; the caller removes its folder. Running or queued: 409."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status not in TERMINAL:
+                raise CanstyleError(f"job {job_id} is {job.status}: cancel it first")
+            del self._jobs[job_id]
+            self.version += 1
+            return job
+
+    def drop_result(self, job_id: str, index: int) -> dict[str, Any]:
+        """Remove one result from a finished job's record (the caller deletes the files)."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status not in TERMINAL:
+                raise CanstyleError(f"job {job_id} is {job.status}: wait for it to finish")
+            found = [r for r in job.results if r.get("index") == index]
+            if not found:
+                raise KeyError(index)
+            job.results = [r for r in job.results if r.get("index") != index]
+            self._touch(job)
             self._persist(job)
-        return self.snapshot(job_id)[1]
+            return found[0]
+
+    def uses_source(self, source_id: str) -> bool:
+        """Whether a queued or running job still needs this upload."""
+        with self._lock:
+            return any(j.status not in TERMINAL and (source_id in j.request.get("photos", [])
+                                                      or j.request.get("style", {}).get("upload") == source_id)
+                       for j in self._jobs.values())
+
+    def changed_since(self, seen: dict[str, int]) -> list[dict[str, Any]]:
+        """Public states of the jobs whose version differs from ``seen`` (updated in place)."""
+        with self._lock:
+            out = []
+            for job in sorted(self._jobs.values(), key=lambda j: j.seq):
+                if seen.get(job.id) != job.version:
+                    seen[job.id] = job.version
+                    out.append(self._public(job))
+            return out
+
+    def _touch(self, job: Job) -> None:
+        """Mark a change (call with the lock held)."""
+        job.version += 1
+        self.version += 1
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -165,12 +240,12 @@ class JobManager:
 
     def _public(self, job: Job) -> dict[str, Any]:
         out = job.record()
-        out.update(progress=job.progress, preview_n=job.preview_n,
+        out.update(progress=job.progress, preview_n=job.preview_n, server_time=time.time(),
                    cancel_requested=job.cancel.is_set() and job.status not in TERMINAL)
         if job.status == "queued":  # jobs ahead of this one, the running one included
             out["queue_position"] = sum(
                 1 for j in self._jobs.values()
-                if j.status == "running" or (j.status == "queued" and j.created < job.created))
+                if j.status == "running" or (j.status == "queued" and j.seq < job.seq))
         return out
 
     # -- worker ----------------------------------------------------------
@@ -205,36 +280,47 @@ class JobManager:
                 return False
             job.status, job.started = "running", time.time()
             for other in self._jobs.values():  # queue positions moved: wake their watchers
-                other.version += other.status in ("queued", "running")
+                if other.status in ("queued", "running"):
+                    self._touch(other)
         self._persist(job)
         return True
 
     def _run(self, job: Job) -> None:
+        """Run one job; whatever it recorded before stopping stays in ``job.results``."""
         status, error = "done", None
         try:
-            results, info = self._runner(job, lambda p, img: self._report(job, p, img))
+            info = self._runner(job, Hooks(self, job))
         except JobCancelled:
             if self._stopping.is_set() and not job.cancel.is_set():
                 self._requeue_on_shutdown(job)
                 return
-            status, results, info = "cancelled", [], {}
+            status, info = "cancelled", {}
         except CanstyleError as e:  # a user-fixable problem: its message is the report
-            status, error, results, info = "failed", str(e), [], {}
+            status, error, info = "failed", self._scrub(str(e)), {}
         except Exception as e:  # a bug or resource problem: keep serving, log the traceback
             log.exception("job %s failed", job.id)
-            status, error, results, info = "failed", f"internal error: {type(e).__name__}: {e}", [], {}
+            status, error, info = "failed", self._scrub(f"internal error: {type(e).__name__}: {e}"), {}
         with self._lock:
             job.status, job.error, job.finished = status, error, time.time()
-            job.results, job.info = results, {**job.info, **info}
+            job.info = {**job.info, **info}
             job.preview = None  # the result replaces the preview; keep memory flat
-            job.version += 1
-        self._persist(job)
+            self._touch(job)
+            self._persist(job)
+
+    def _add_result(self, job: Job, result: dict[str, Any] | None, info: dict[str, Any]) -> None:
+        with self._lock:
+            if result is not None:
+                job.results = [*(r for r in job.results if r.get("index") != result["index"]), result]
+                job.results.sort(key=lambda r: r["index"])
+            job.info = {**job.info, **info}
+            self._touch(job)
+            self._persist(job)  # on disk now: a crash or a cancel later keeps this photo
 
     def _requeue_on_shutdown(self, job: Job) -> None:
         with self._lock:
             job.status, job.started, job.progress, job.preview = "queued", None, None, None
-            job.version += 1
-        self._persist(job)
+            self._touch(job)
+            self._persist(job)
         self._queue.put(job.id)  # runs again if this manager is started again
 
     def _report(self, job: Job, progress: dict[str, Any], preview: bytes | None) -> None:
@@ -244,7 +330,7 @@ class JobManager:
             job.progress = progress
             if preview is not None:
                 job.preview, job.preview_n = preview, job.preview_n + 1
-            job.version += 1
+            self._touch(job)
 
     def preview(self, job_id: str) -> bytes | None:
         with self._lock:

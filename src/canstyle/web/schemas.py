@@ -15,7 +15,7 @@ _NST = StylizeOptions()  # the studio's defaults are the library's, written once
 class StyleChoice(BaseModel):
     """The painting to paint with: a CAN painting (model + seed) or an uploaded painting."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model: str | None = Field(None, description="CAN model id from GET /api/models", examples=["default"])
     seed: Seed | None = Field(None, description="art seed of the CAN painting")
     upload: str | None = Field(None, description="id of a style painting from POST /api/uploads?kind=style")
@@ -32,7 +32,7 @@ class StyleChoice(BaseModel):
 class JobRequest(BaseModel):
     """One job: paint each photo in the style of one painting."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     photos: list[str] = Field(min_length=1, max_length=8, description="photo ids (uploads or bundled)")
     style: StyleChoice
     size: int = Field(_NST.size, ge=32, le=2048, description="long side of the result in pixels")
@@ -51,6 +51,6 @@ class JobRequest(BaseModel):
 class GridRequest(BaseModel):
     """Paintings to generate (and cache) from a CAN model, one per seed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model: str = Field("default", description="CAN model id from GET /api/models")
     seeds: list[Seed] = Field(min_length=1, max_length=64, examples=[[0, 1, 2, 3]])

@@ -1,14 +1,14 @@
-"""The canstyle work behind the web studio: uploads, CAN models, painting grids, job runs.
+"""The canstyle work behind the web studio: CAN models, painting grids, request checks, job runs.
 
 Everything the browser names is an id we generated (an upload's hash, a job id, a
 model listed from the models dir); no file name from a request ever becomes a path.
-Only exported ``*.safetensors`` generators are listed as models, so nothing from the
-web can make the server unpickle a file or run code.
+Only exported ``*.safetensors`` generators that load completely are listed as models,
+so nothing from the web can make the server unpickle a file or run code, and a damaged
+export is never offered. Messages that reach the browser name files, never server paths.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -24,20 +24,18 @@ from typing import Any
 import torch
 
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import atomic_write_bytes
 from canstyle.imageio import load_image, save_image, tensor_to_pil
 from canstyle.progress import Progress
+from canstyle.web.uploads import THUMB, Uploads, UploadTooLarge
 
 log = logging.getLogger("canstyle.web")
 
-UPLOAD_ID = re.compile(r"[0-9a-f]{20}")
+__all__ = ["Studio", "UploadTooLarge", "stylize_options", "jpeg_bytes"]
+
 MODEL_ID = re.compile(r"default|[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.safetensors")
-THUMB = 256  # long side of upload thumbnails
 PREVIEW = 384  # long side of live previews: enough to judge, small enough to send often
-
-
-class UploadTooLarge(CanstyleError):
-    """An upload over the byte or pixel limit (HTTP 413)."""
+# An absolute POSIX path not preceded by a scheme's "//": replaced by its last part.
+ABS_PATH = re.compile(r"(?<![\w.:/~])/(?:[^\s'\"/:,()]+/)+([^\s'\"/:,()]+)")
 
 
 def jpeg_bytes(img: torch.Tensor, long_side: int, quality: int = 85) -> bytes:
@@ -48,15 +46,21 @@ def jpeg_bytes(img: torch.Tensor, long_side: int, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
+def shrunk_hw(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """The size ``shrink`` gives an h x w image (checked at submit, used at run time)."""
+    if max(h, w) <= long_side:
+        return h, w
+    s = long_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
 def shrink(img: torch.Tensor, long_side: int) -> torch.Tensor:
     """Downscale so the long side is at most ``long_side``; bounds memory for huge photos."""
     from canstyle.nst.losses import resize_to
 
     h, w = img.shape[-2:]
-    if max(h, w) <= long_side:
-        return img
-    s = long_side / max(h, w)
-    return resize_to(img, (max(1, round(h * s)), max(1, round(w * s))))
+    hw = shrunk_hw(h, w, long_side)
+    return img if hw == (h, w) else resize_to(img, hw)
 
 
 def _finite(x: float | None) -> float | None:
@@ -72,95 +76,45 @@ class Studio:
         from canstyle.demo_cli import DEMO_DIR, DEMO_PHOTOS
 
         self.output = Path(output)
-        self.uploads = self.output / "uploads"
         self.paintings = self.output / "paintings"
         self.jobs = self.output / "jobs"
-        for d in (self.uploads, self.paintings, self.jobs):
+        for d in (self.paintings, self.jobs):
             d.mkdir(parents=True, exist_ok=True)
         self.models_dir = Path(models_dir) if models_dir is not None else self.output / "models"
         self.features, self.device, self.precision = features, device, precision
-        self.max_pixels = max_pixels
-        self.bundled = {f"demo-{Path(n).stem}": DEMO_DIR / n for n in DEMO_PHOTOS}
-        self._decode_lock = threading.Lock()  # one full-size decode at a time bounds memory
+        self.uploads = Uploads(self.output / "uploads", {f"demo-{Path(n).stem}": DEMO_DIR / n for n in DEMO_PHOTOS},
+                               max_pixels)
         self._gen_lock = threading.Lock()
-        self._sha: dict[tuple[str, int, int], str] = {}
+        self._checked: dict[tuple[str, int, int], dict[str, Any] | None] = {}  # file state -> entry
         self._generators: OrderedDict[str, Any] = OrderedDict()
         self._pipelines: OrderedDict[str, Any] = OrderedDict()  # used by the worker thread only
         self._max_pipelines = max_pipelines
 
-    # -- uploads ---------------------------------------------------------
-    def add_upload(self, data: bytes, kind: str) -> dict[str, Any]:
-        """Validate (must decode, within the pixel limit) and store under a generated name."""
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as im:  # reads the header only
-                w, h = im.size
-        except Image.DecompressionBombError:
-            raise UploadTooLarge("image is too large to decode safely") from None
-        except Exception:  # undecodable: load_image below reports it clearly
-            w = h = 0
-        if w * h > self.max_pixels:
-            raise UploadTooLarge(f"image is too large: {w}x{h} = {w * h / 1e6:.1f} MP, "
-                                 f"the limit is {self.max_pixels / 1e6:.1f} MP")
-        with self._decode_lock:
-            try:
-                img = load_image(data, max_pixels=self.max_pixels)
-            except CanstyleError as e:
-                raise CanstyleError(str(e).replace("<upload>", "the upload")) from None
-            thumb = jpeg_bytes(img.rgb, THUMB)
-        uid = hashlib.sha256(kind.encode() + b"\0" + data).hexdigest()[:20]
-        h, w = img.rgb.shape[-2:]
-        meta = {"id": uid, "kind": kind, "width": w, "height": h, "bytes": len(data),
-                "mode": img.mode, "created": time.time()}
-        # The original bytes are kept only for the job to decode again; never served back.
-        atomic_write_bytes(self.uploads / f"{uid}.img", data)
-        atomic_write_bytes(self.uploads / f"{uid}.thumb.jpg", thumb)
-        atomic_write_bytes(self.uploads / f"{uid}.json", json.dumps(meta).encode())
-        return meta
-
-    def list_sources(self, kind: str) -> list[dict[str, Any]]:
-        """Uploaded images of one kind, newest first; bundled photos after them."""
-        out = []
-        for p in self.uploads.glob("*.json"):
-            try:
-                meta = json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if meta.get("kind") == kind and UPLOAD_ID.fullmatch(str(meta.get("id", ""))):
-                out.append(meta)
-        out.sort(key=lambda m: m.get("created", 0), reverse=True)
-        if kind == "photo":
-            out += [{"id": k, "kind": "photo", "bundled": True, "name": p.name} for k, p in self.bundled.items()]
-        return out
-
-    def source_path(self, source_id: str) -> Path:
-        """The stored image of an upload or bundled photo id (KeyError if unknown)."""
-        if source_id in self.bundled:
-            return self.bundled[source_id]
-        if UPLOAD_ID.fullmatch(source_id) and (self.uploads / f"{source_id}.img").is_file():
-            return self.uploads / f"{source_id}.img"
-        raise KeyError(source_id)
-
-    def thumb_path(self, source_id: str) -> Path:
-        if source_id in self.bundled:
-            return self.bundled[source_id]
-        self.source_path(source_id)  # validates the id
-        return self.uploads / f"{source_id}.thumb.jpg"
+    def scrub(self, message: str) -> str:
+        """A message fit for the browser: server folders and absolute paths cut to file names."""
+        for folder in {self.models_dir, self.models_dir.resolve(), self.output, self.output.resolve()}:
+            message = message.replace(f"{folder}/", "")
+        return ABS_PATH.sub(r"\1", message)
 
     # -- CAN models and painting grids -------------------------------------
-    def _file_sha(self, path: Path) -> str:
-        st = path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns)  # a replaced file gets a new hash
-        if key not in self._sha:
-            from canstyle.weights import sha256_file
-
-            self._sha[key] = sha256_file(path)
-        return self._sha[key]
-
     def _model_entry(self, model_id: str, path: Path) -> dict[str, Any] | None:
-        from canstyle.can.generate import EXPORT_FORMAT
-        from canstyle.weights import read_metadata
+        """The model's listing, or None if it is not a complete, loadable generator export.
+
+        The full load (every tensor against its config) runs once per file version.
+        """
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (str(path), st.st_size, st.st_mtime_ns)  # a replaced file is checked again
+        if key not in self._checked:
+            self._checked[key] = self._load_entry(model_id, path)
+        entry = self._checked[key]
+        return None if entry is None else {**entry, "id": model_id}
+
+    def _load_entry(self, model_id: str, path: Path) -> dict[str, Any] | None:
+        from canstyle.can.generate import EXPORT_FORMAT, load_generator
+        from canstyle.weights import read_metadata, sha256_file
 
         try:
             meta = read_metadata(path)
@@ -168,13 +122,22 @@ class Studio:
                 return None
             cfg = json.loads(meta["config"])
             classes = json.loads(meta.get("classes", "[]"))
-            sha = self._file_sha(path)
-        except (CanstyleError, OSError, ValueError, KeyError, TypeError) as e:  # not a readable export
-            log.warning("skipping model %s: %s", path, e)
+            generator = load_generator(path, "cpu")[0]
+            sha = sha256_file(path)
+        except (CanstyleError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            log.warning("skipping model %s: %s", path.name, e)
             return None
+        with self._gen_lock:
+            self._remember_generator(sha, generator)
         return {"id": model_id, "name": "default CAN" if model_id == "default" else path.stem,
                 "preset": cfg.get("preset"), "art_size": cfg.get("preset"), "classes": classes,
                 "step": meta.get("step"), "sha256": sha, "path": path}
+
+    def _remember_generator(self, sha: str, generator: Any) -> None:
+        self._generators[sha] = generator
+        self._generators.move_to_end(sha)
+        while len(self._generators) > 4:
+            self._generators.popitem(last=False)
 
     def models(self) -> list[dict[str, Any]]:
         """The embedded default CAN, then every exported generator in the models dir."""
@@ -198,17 +161,21 @@ class Studio:
         from canstyle.can.generate import load_generator
 
         if m["sha256"] not in self._generators:
-            self._generators[m["sha256"]] = load_generator(m["path"], "cpu")[0]
-            while len(self._generators) > 4:
-                self._generators.popitem(last=False)
+            self._remember_generator(m["sha256"], load_generator(m["path"], "cpu")[0])
         return self._generators[m["sha256"]]
+
+    def cached_painting(self, model_id: str, seed: int) -> Path | None:
+        """The PNG of a painting generated before, or None (KeyError: unknown model)."""
+        m = self.model(model_id)
+        path = self.paintings / m["sha256"][:16] / f"{seed}.png"
+        return path if path.is_file() else None
 
     def painting_path(self, model_id: str, seed: int) -> Path:
         """The PNG of one CAN painting, generated on first use and cached by model hash."""
-        m = self.model(model_id)
-        path = self.paintings / m["sha256"][:16] / f"{seed}.png"
-        if not path.is_file():
-            self.paint_grid(model_id, [seed])
+        path = self.cached_painting(model_id, seed)
+        if path is None:
+            m = self.paint_grid(model_id, [seed])
+            path = self.paintings / m["sha256"][:16] / f"{seed}.png"
         return path
 
     def paint_grid(self, model_id: str, seeds: list[int]) -> dict[str, Any]:
@@ -218,12 +185,50 @@ class Studio:
         folder = self.paintings / m["sha256"][:16]
         missing = [s for s in dict.fromkeys(seeds) if not (folder / f"{s}.png").is_file()]
         if missing:
-            with self._gen_lock:  # the generator is small; one batch at a time is plenty
-                images = generate(self._generator(m), missing)
+            try:
+                with self._gen_lock:  # the generator is small; one batch at a time is plenty
+                    images = generate(self._generator(m), missing)
+            except CanstyleError as e:
+                raise CanstyleError(self.scrub(str(e))) from None
             for s, img in zip(missing, images, strict=True):
                 meta = {"stage": "can", "model": m["name"], "model_sha256": m["sha256"], "art_seed": s}
                 save_image(img[None], folder / f"{s}.png", meta, overwrite=True)
         return m
+
+    # -- checks at submit ----------------------------------------------------
+    def check_request(self, req: dict[str, Any]) -> None:
+        """Refuse now (CanstyleError, or KeyError for an unknown id) what would fail in the queue:
+        unknown ids, and photos or paintings too thin for the requested size, named by their real size."""
+        from canstyle.nst.stylize import fit_size, scale_plan, style_size
+
+        opts = stylize_options(req)
+        for pid in req["photos"]:
+            meta = self._source(pid, "photo")
+            w, h = meta["width"], meta["height"]
+            try:
+                fit_size(shrunk_hw(h, w, 2 * opts.size), opts.size)
+            except CanstyleError:
+                raise CanstyleError(f"photo {meta.get('name') or pid} is {w}×{h}: at size {opts.size} its short "
+                                    f"side would be under 32 px; choose a larger size") from None
+        style = req["style"]
+        if style["upload"] is None:
+            self.model(style["model"])
+            return
+        meta = self._source(style["upload"], "style painting")
+        w, h = meta["width"], meta["height"]
+        hw = shrunk_hw(h, w, 2 * opts.size)
+        try:
+            for stage in scale_plan(opts, fit_size(hw, opts.size)):
+                style_size(hw, round(stage.long * opts.style_scale))
+        except CanstyleError:
+            raise CanstyleError(f"style painting {meta.get('name') or style['upload']} is {w}×{h}: too thin "
+                                "to analyse; crop it closer to a square") from None
+
+    def _source(self, source_id: str, what: str) -> dict[str, Any]:
+        try:
+            return self.uploads.get(source_id)
+        except KeyError:
+            raise KeyError(f"unknown {what}: {source_id}") from None
 
     # -- running a job (on the worker thread) ------------------------------
     def _pipeline(self, m: dict[str, Any]) -> Any:
@@ -251,7 +256,7 @@ class Studio:
         spec = req["style"]
         if spec.get("upload"):
             pipe = self._pipeline(self._any_model())
-            style = shrink(load_image(self.source_path(spec["upload"])).rgb, 2 * size)
+            style = shrink(self._load(spec["upload"], "the style painting").rgb, 2 * size)
             save_image(style, out / "style.png", {"stage": "style", "upload": spec["upload"]}, overwrite=True)
             return pipe.engine, style, {"kind": "upload", "upload": spec["upload"]}
         m = self.model(spec["model"])
@@ -263,37 +268,66 @@ class Studio:
                                         "model_sha256": m["sha256"], "seed": art.seed,
                                         "sr_factor": art.sr_factor}
 
-    def run_job(self, job: Any, report: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Paint (or load) the style, then stylise each photo; results go to jobs/<id>/."""
-        from canstyle.nst.losses import resize_to
+    def run_job(self, job: Any, hooks: Any) -> dict[str, Any]:
+        """Paint (or load) the style, then stylise each photo into jobs/<id>/result_<i>.png.
+
+        Each result is handed to ``hooks.result`` as soon as its file is written; photos a
+        previous run of this job finished (a restart) are kept, not painted again.
+        """
         from canstyle.nst.stylize import plan_record
 
         req, out, t0 = job.request, self.jobs / job.id, time.perf_counter()
         opts = stylize_options(req)
         n = len(req["photos"])
-        engine, style, style_info = self._style(req, opts.size, out, _callback(report, 0, n, 0))
+        model_id = req["style"].get("model")
+        if model_id is not None and model_id not in {m["id"] for m in self.models()}:
+            raise CanstyleError(f"the CAN model {model_id} is no longer available (removed or damaged)")
+        engine, style, style_info = self._style(req, opts.size, out, _callback(hooks.report, 0, n, 0))
         timings: dict[str, Any] = {"style": round(time.perf_counter() - t0, 2), "stylize": []}
-        results = []
+        hooks.info({"style": style_info, "options": asdict(opts), "features": engine.features})
+        finished = {r["index"] for r in job.results if (out / r["file"]).is_file()}
         for i, pid in enumerate(req["photos"]):
+            if i in finished:
+                continue
             t1 = time.perf_counter()
-            photo = load_image(self.source_path(pid))
-            cb = _callback(report, i, n, req["preview_every"])
+            photo = self._load(pid, f"photo {i + 1}")
+            cb = _callback(hooks.report, i, n, req["preview_every"])
             content = shrink(photo.rgb, 2 * opts.size)
             result = engine(content, style, opts, callback=cb,
                             generator=torch.Generator().manual_seed(req["seed"]),
                             preview_every=req["preview_every"])
-            alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
-            name = f"result_{i}.png"
             plan = plan_record(opts, tuple(content.shape[-2:]))
             params = {"command": "serve", "job": job.id, "photo": pid, "seed": req["seed"],
                       "style": style_info, "features": engine.features, **asdict(opts), "plan": plan}
-            save_image(result, out / name, params, alpha=alpha, overwrite=True)
-            results.append({"index": i, "photo": pid, "file": name, "plan": plan,
-                            "width": int(result.shape[-1]), "height": int(result.shape[-2])})
+            self._save_result(out, i, result, photo, params)
             timings["stylize"].append(round(time.perf_counter() - t1, 2))
+            hooks.result({"index": i, "photo": pid, "file": f"result_{i}.png", "plan": plan,
+                          "width": int(result.shape[-1]), "height": int(result.shape[-2]),
+                          "seconds": timings["stylize"][-1]}, {"timings": dict(timings)})
         timings["total"] = round(time.perf_counter() - t0, 2)
-        return results, {"style": style_info, "options": asdict(opts), "features": engine.features,
-                         "timings": timings}
+        return {"style": style_info, "options": asdict(opts), "features": engine.features, "timings": timings}
+
+    def _load(self, source_id: str, what: str) -> Any:
+        """Decode an upload for a job; errors name it as the user knows it, not by its stored path."""
+        try:
+            path = self.uploads.path(source_id)
+            name = self.uploads.get(source_id).get("name") or source_id
+        except KeyError:
+            raise CanstyleError(f"{what} ({source_id}) was deleted before its turn") from None
+        try:
+            return load_image(path)
+        except CanstyleError as e:
+            raise CanstyleError(f"{what} ({name}): " + str(e).replace(f": {path}", "").replace(str(path), "it")) from None
+
+    @staticmethod
+    def _save_result(out: Path, i: int, result: torch.Tensor, photo: Any, params: dict[str, Any]) -> None:
+        from canstyle.fsutil import atomic_write_bytes
+        from canstyle.nst.losses import resize_to
+
+        alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
+        # The thumbnail first: once result_<i>.png exists, the result counts as finished.
+        atomic_write_bytes(out / f"result_{i}.thumb.jpg", jpeg_bytes(result, THUMB))
+        save_image(result, out / f"result_{i}.png", params, alpha=alpha, overwrite=True)
 
 
 def stylize_options(req: dict[str, Any]) -> Any:
@@ -321,4 +355,3 @@ def _callback(report: Any, index: int, count: int, preview_every: int) -> Any:
                 "loss": _finite(p.loss), "photo": index, "photos": count}, preview)
 
     return cb
-

@@ -1,136 +1,157 @@
-// canstyle studio page. Plain JS, no build step; it uses only the public JSON API.
-// Text from the server is always set with textContent, never parsed as HTML.
-"use strict";
+// canstyle studio page. Plain JS modules, no build step; it uses only the public JSON API.
+import { $, api, busy, del, el, image, postJSON, showError } from "./api.js";
+import { onJob, startEvents } from "./live.js";
+import { TERMINAL, activeJob, cancelJob, loadGallery, loadHistory, refresh, renderJob, split, state,
+         watch } from "./view.js";
 
-const state = { photos: new Set(), style: null, job: null, source: null, lastPreview: 0 };
-const TERMINAL = new Set(["done", "failed", "cancelled"]);
-const $ = (sel) => document.querySelector(sel);
+const STORE = "canstyle-studio";
+const OPTIONS = ["#opt-size", "#opt-strength", "#opt-color", "#opt-quality", "#opt-iterations", "#opt-coarse",
+                 "#opt-seed", "#seed-start", "#seed-count", "#model-select"];
+const pick = { photos: new Set(), style: null, grid: null };
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) node.append(c);
-  return node;
+// -- remembered choices -----------------------------------------------------------
+function save() {
+  const opts = Object.fromEntries(OPTIONS.map((id) => [id, $(id).value]));
+  localStorage.setItem(STORE, JSON.stringify({ opts, photos: [...pick.photos], style: pick.style, grid: pick.grid }));
 }
 
-function errorText(body, res) {
-  const d = body && body.detail;
-  if (typeof d === "string") return d;
-  if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ");
-  return `${res.status} ${res.statusText}`;
+function saved() {
+  try { return JSON.parse(localStorage.getItem(STORE) || "{}"); } catch (_) { return {}; }
 }
 
-async function api(path, options = {}) {
-  const res = await fetch(path, options);
-  let body = null;
-  try { body = await res.json(); } catch (_) { /* not JSON */ }
-  if (!res.ok) throw new Error(errorText(body, res));
-  return body;
+// -- 1. photos ---------------------------------------------------------------------
+function sourceLabel(item, what) {
+  if (item.bundled) return `${what}: ${item.name}`;
+  return `${what}${item.name ? `: ${item.name}` : ""}, ${item.width}×${item.height}`;
 }
 
-const postJSON = (path, data) => api(path, {
-  method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data ?? {}),
-});
+function thumbButton(item, selected, what, onclick, ondelete) {
+  const label = sourceLabel(item, what);
+  const button = el("button", { type: "button", class: "thumb" + (selected ? " selected" : ""), "data-id": item.id,
+                                title: label, "aria-pressed": String(selected), onclick }, image(item.thumb_url, label));
+  if (!ondelete) return el("div", { class: "thumb-wrap" }, button);
+  return el("div", { class: "thumb-wrap" }, button,
+    el("button", { type: "button", class: "remove", title: `Delete ${label}`, "aria-label": `Delete ${label}`,
+                   onclick: ondelete }, "×"));
+}
 
-function showError(id, err) { $(id).textContent = err ? String(err.message || err) : ""; }
-
-// -- 1. photos ---------------------------------------------------------------
-function thumbButton(item, selected, onclick) {
-  const label = item.bundled ? item.name : `${item.width}×${item.height}`;
-  return el("button", { type: "button", class: "thumb" + (selected ? " selected" : ""),
-                        "data-id": item.id, title: label, onclick },
-            el("img", { src: item.thumb_url, alt: label, loading: "lazy" }));
+async function deleteSource(item, errorId, reload) {
+  try { await del(`/api/photos/${item.id}`); } catch (err) { showError(errorId, err); return; }
+  pick.photos.delete(item.id);
+  if (pick.style && pick.style.upload === item.id) pick.style = null;
+  save();
+  await reload();
 }
 
 async function loadPhotos() {
   const photos = await api("/api/photos?kind=photo");
-  const list = $("#photo-list");
-  list.replaceChildren(...photos.map((p) => thumbButton(p, state.photos.has(p.id), () => {
-    state.photos.has(p.id) ? state.photos.delete(p.id) : state.photos.add(p.id);
-    loadPhotos();
-  })));
-  if (state.photos.size === 0 && photos.length) { state.photos.add(photos[0].id); loadPhotos(); }
+  const ids = new Set(photos.map((p) => p.id));
+  pick.photos = new Set([...pick.photos].filter((id) => ids.has(id)));
+  if (pick.photos.size === 0 && photos.length) pick.photos.add(photos[0].id);
+  $("#photo-list").replaceChildren(...photos.map((p) => thumbButton(p, pick.photos.has(p.id), "Photo", (ev) => {
+    const on = !pick.photos.has(p.id);
+    on ? pick.photos.add(p.id) : pick.photos.delete(p.id);
+    ev.currentTarget.classList.toggle("selected", on);
+    ev.currentTarget.setAttribute("aria-pressed", String(on));
+    showError("#start-error");
+    summarize();
+    save();
+  }, p.bundled ? null : () => deleteSource(p, "#photo-error", loadPhotos))));
   summarize();
 }
 
+// Each file on its own: one bad file is reported by name and the others still upload.
 async function uploadFiles(files, kind) {
-  const ids = [];
+  const ids = [], errors = [];
   for (const file of files) {
-    const meta = await api(`/api/uploads?kind=${kind}`, {
-      method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
-    });
-    ids.push(meta.id);
+    try {
+      const meta = await api(`/api/uploads?kind=${kind}&name=${encodeURIComponent(file.name)}`, {
+        method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" } });
+      ids.push(meta.id);
+    } catch (err) {
+      errors.push(err.message.includes(file.name) ? err.message : `${file.name}: ${err.message}`);
+    }
   }
-  return ids;
+  return { ids, errors };
 }
 
-async function onPhotoInput(ev) {
-  showError("#photo-error");
+async function onUpload(input, kind, errorId, after) {
+  showError(errorId);
+  const label = input.closest("label");
+  label.classList.add("busy");
+  label.setAttribute("aria-busy", "true");
+  input.disabled = true;
   try {
-    const ids = await uploadFiles(ev.target.files, "photo");
-    if (ids.length) state.photos = new Set(ids);  // fresh uploads are what the user wants to paint
-  } catch (err) { showError("#photo-error", err); }
-  ev.target.value = "";
-  await loadPhotos();
+    const { ids, errors } = await uploadFiles(input.files, kind);
+    if (errors.length) showError(errorId, errors.join(" · "));
+    await after(ids);
+  } finally {
+    input.value = "";
+    input.disabled = false;
+    label.classList.remove("busy");
+    label.removeAttribute("aria-busy");
+  }
 }
 
-// -- 2. paintings --------------------------------------------------------------
+// -- 2. paintings ---------------------------------------------------------------------
 async function loadModels() {
   const models = await api("/api/models");
   $("#model-select").replaceChildren(...models.map((m) =>
     el("option", { value: m.id }, `${m.name} (${m.art_size} px, ${m.classes.length} styles)`)));
 }
 
-function selectStyle(style) {
-  state.style = style;
+function markStyle() {
   for (const b of document.querySelectorAll("#painting-grid .thumb, #style-list .thumb")) {
-    const mine = style.upload ? b.dataset.id === style.upload
-      : b.dataset.model === style.model && Number(b.dataset.seed) === style.seed;
+    const s = pick.style;
+    const mine = !!s && (s.upload ? b.dataset.id === s.upload
+      : b.dataset.model === s.model && Number(b.dataset.seed) === s.seed);
     b.classList.toggle("selected", mine);
+    b.setAttribute("aria-pressed", String(mine));
   }
-  summarize();
 }
 
-async function generatePaintings() {
+function selectStyle(style) {
+  pick.style = style;
+  showError("#start-error");
+  markStyle();
+  summarize();
+  save();
+}
+
+async function showGrid(model, start, count) {
+  const seeds = Array.from({ length: count }, (_, i) => start + i);
+  const grid = await postJSON("/api/paintings", { model, seeds });
+  pick.grid = { model, start, count };
+  $("#painting-grid").replaceChildren(...grid.paintings.map((p) => el("button", {
+    type: "button", class: "thumb painting", "data-model": grid.model.id, "data-seed": p.seed,
+    title: `seed ${p.seed}`, "aria-pressed": "false", onclick: () => selectStyle({ model: grid.model.id, seed: p.seed }),
+  }, image(p.url, `CAN painting by ${grid.model.name}, seed ${p.seed}`), el("span", { "aria-hidden": "true" }, `#${p.seed}`))));
+  markStyle();
+  save();
+}
+
+function generatePaintings(fresh = false) {
   showError("#painting-error");
-  const model = $("#model-select").value;
+  if (fresh) $("#seed-start").value = String(Math.floor(Math.random() * 2 ** 31 / 64) * 64);  // fresh seeds
   const start = Math.max(0, parseInt($("#seed-start").value, 10) || 0);
   const count = Math.min(64, Math.max(1, parseInt($("#seed-count").value, 10) || 12));
-  const seeds = Array.from({ length: count }, (_, i) => start + i);
-  try {
-    const grid = await postJSON("/api/paintings", { model, seeds });
-    $("#painting-grid").replaceChildren(...grid.paintings.map((p) => el("button", {
-      type: "button", class: "thumb painting", "data-model": grid.model.id, "data-seed": p.seed,
-      title: `seed ${p.seed}`, onclick: () => selectStyle({ model: grid.model.id, seed: p.seed }),
-    }, el("img", { src: p.url, alt: `CAN painting, seed ${p.seed}` }), el("span", {}, `#${p.seed}`))));
-  } catch (err) { showError("#painting-error", err); }
+  const button = fresh ? $("#more-btn") : $("#generate-btn");
+  return busy(button, () => showGrid($("#model-select").value, start, count)
+    .catch((err) => showError("#painting-error", err)));
 }
 
 async function loadStyleUploads() {
   const items = await api("/api/photos?kind=style");
-  $("#style-list").replaceChildren(...items.map((s) =>
-    thumbButton(s, state.style && state.style.upload === s.id, () => selectStyle({ upload: s.id }))));
+  $("#style-list").replaceChildren(...items.map((s) => thumbButton(s, !!pick.style && pick.style.upload === s.id,
+    "Uploaded painting", () => selectStyle({ upload: s.id }), () => deleteSource(s, "#painting-error", loadStyleUploads))));
+  markStyle();
 }
 
-async function onStyleInput(ev) {
-  showError("#painting-error");
-  try {
-    const [id] = await uploadFiles(ev.target.files, "style");
-    await loadStyleUploads();
-    selectStyle({ upload: id });
-  } catch (err) { showError("#painting-error", err); }
-  ev.target.value = "";
-}
-
-// -- 3. options and start -----------------------------------------------------
+// -- 3. options and start ---------------------------------------------------------
 function summarize() {
-  const style = !state.style ? "no painting picked yet"
-    : state.style.upload ? "your uploaded painting" : `${state.style.model} painting #${state.style.seed}`;
-  $("#selection-summary").textContent = `${state.photos.size} photo(s), ${style}.`;
+  const style = !pick.style ? "no painting picked yet"
+    : pick.style.upload ? "your uploaded painting" : `${pick.style.model} painting #${pick.style.seed}`;
+  $("#selection-summary").textContent = `${pick.photos.size} photo(s), ${style}.`;
 }
 
 function optionalInt(id) {
@@ -141,7 +162,7 @@ function optionalInt(id) {
 function jobRequest() {
   const iterations = optionalInt("#opt-iterations");
   return {
-    photos: [...state.photos], style: state.style,
+    photos: [...pick.photos], style: pick.style,
     size: parseInt($("#opt-size").value, 10), style_strength: parseFloat($("#opt-strength").value),
     preserve_color: $("#opt-color").value, quality: $("#opt-quality").value,
     iterations, coarse_iterations: optionalInt("#opt-coarse"), seed: optionalInt("#opt-seed"),
@@ -150,140 +171,95 @@ function jobRequest() {
   };
 }
 
-async function startJob() {
+function startJob() {
   showError("#start-error");
-  if (!state.photos.size) return showError("#start-error", "select at least one photo");
-  if (!state.style) return showError("#start-error", "pick a painting (generate some, or upload one)");
-  try {
-    watch(await postJSON("/api/jobs", jobRequest()));
-    loadHistory();
-  } catch (err) { showError("#start-error", err); }
-}
-
-// -- live job view ------------------------------------------------------------
-function watch(job) {
-  if (state.source) state.source.close();
-  state.job = job.id;
-  state.lastPreview = 0;
-  $("#job-preview").removeAttribute("src");
-  $("#job-style").removeAttribute("src");
-  $("#preview-figure").hidden = false;
-  $("#job-results").replaceChildren();
-  renderJob(job);
-  if (TERMINAL.has(job.status)) return;
-  const source = new EventSource(job.links.events);
-  source.addEventListener("job", (ev) => {
-    const j = JSON.parse(ev.data);
-    if (j.id !== state.job) return;
-    renderJob(j);
-    if (TERMINAL.has(j.status)) { source.close(); loadGallery(); loadHistory(); }
+  if (!pick.photos.size) return showError("#start-error", "select at least one photo");
+  if (!pick.style) return showError("#start-error", "pick a painting (generate some, or upload one)");
+  return busy($("#start-btn"), async () => {
+    try {
+      watch(await postJSON("/api/jobs", jobRequest()));
+      refresh();
+    } catch (err) { showError("#start-error", err); }
   });
-  state.source = source;
 }
 
-function progressText(job) {
-  const p = job.progress;
-  if (job.status === "queued") return `waiting: ${job.queue_position ?? "?"} job(s) ahead`;
-  if (!p) return job.status === "running" ? "loading models…" : "";
-  const photo = p.photos > 1 ? `photo ${p.photo + 1}/${p.photos} · ` : "";
-  const scale = p.stage === "stylize" ? ` · scale ${p.scale + 1}/${p.n_scales} (${p.size[1]}×${p.size[0]})` : "";
-  const loss = p.loss == null ? "" : ` · loss ${p.loss.toPrecision(4)}`;
-  return `${photo}${p.stage} · iteration ${p.step}/${p.total}${scale}${loss}`;
-}
-
-function renderJob(job) {
-  $("#job-empty").hidden = true;
-  $("#job-view").hidden = false;
-  const badge = $("#job-status");
-  badge.textContent = job.status + (job.cancel_requested ? " (cancelling)" : "");
-  badge.className = `badge ${job.status}`;
-  $("#job-id").textContent = job.id;
-  const p = job.progress;
-  const bar = $("#job-progress");
-  bar.max = p && p.total ? p.total : 1;
-  bar.value = job.status === "done" ? bar.max : (p && p.stage === "stylize" ? p.step : 0);
-  $("#job-detail").textContent = progressText(job);
-  $("#job-error").textContent = job.error || "";
-  $("#cancel-btn").hidden = TERMINAL.has(job.status);
-  if (job.preview_n > state.lastPreview && job.status === "running") {
-    state.lastPreview = job.preview_n;
-    $("#job-preview").src = `${job.links.preview}?n=${job.preview_n}`;
+// "Run again": the job's settings back into the form, ready to Start (or to change first).
+async function rerun(job) {
+  const r = job.request;
+  const set = { "#opt-size": r.size, "#opt-strength": r.style_strength, "#opt-color": r.preserve_color,
+                "#opt-quality": r.quality, "#opt-iterations": r.iterations ?? "", "#opt-coarse": r.coarse_iterations ?? "",
+                "#opt-seed": r.seed ?? "" };
+  for (const [id, v] of Object.entries(set)) $(id).value = String(v);
+  $("#opt-strength-value").textContent = $("#opt-strength").value;
+  pick.photos = new Set(r.photos);
+  pick.style = r.style.upload ? { upload: r.style.upload } : { model: r.style.model, seed: r.style.seed };
+  if (!r.style.upload) {
+    $("#model-select").value = r.style.model;
+    $("#seed-start").value = String(r.style.seed);
+    await showGrid(r.style.model, r.style.seed, Math.min(64, Math.max(1, parseInt($("#seed-count").value, 10) || 12)))
+      .catch((err) => showError("#painting-error", err));
   }
-  if (!$("#job-style").getAttribute("src") && (job.status === "done" || (p && p.stage === "stylize"))) {
-    $("#job-style").src = job.links.style;
-  }
-  if (job.status === "done") {
-    $("#preview-figure").hidden = true;  // the results take its place
-    $("#job-results").replaceChildren(...job.results.map(resultCard));
-  }
+  await Promise.all([loadPhotos(), loadStyleUploads()]);
+  save();
+  $("#selection-summary").textContent += ` Settings of job ${job.id} loaded: press Start.`;
+  $("#options").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("#start-btn").focus({ preventScroll: true });
 }
 
-function resultCard(r) {
-  return el("figure", { class: "result" },
-    el("a", { href: r.url, target: "_blank", rel: "noopener" }, el("img", { src: r.url, alt: "result" })),
-    el("figcaption", {}, `result ${r.index + 1} · ${r.width}×${r.height} · `,
-       el("a", { href: r.download_url, download: "", class: "download" }, "Download")));
+// -- live updates --------------------------------------------------------------------
+function onUpdate(job) {
+  if (job.id === state.job) renderJob(job);
+  else if (!state.job && !TERMINAL.has(job.status)) watch(job);
+  const last = state.statuses?.[job.id];
+  state.statuses = { ...(state.statuses || {}), [job.id]: job.status };
+  if (last !== job.status) refresh();  // the table and gallery change only with a status
 }
 
-async function cancelJob() {
-  if (!state.job) return;
-  try { await postJSON(`/api/jobs/${state.job}/cancel`); } catch (err) { showError("#job-error", err); }
-  loadHistory();
+async function resync() {
+  if (state.job) api(`/api/jobs/${state.job}`).then(renderJob).catch(() => {});
+  refresh();
 }
 
-// -- gallery and history -----------------------------------------------------
-function params(job) {
-  const r = job.request, s = job.info.style || {};
-  const style = s.kind === "upload" ? "uploaded painting" : `${s.model_name || r.style.model} #${s.seed}`;
-  const o = job.info.options || {};
-  return `${style} · ${o.size}px · strength ${o.style_weight} · colour ${o.preserve_color} · ` +
-         `${planText(job)} · seed ${r.seed}`;
+async function restore() {
+  const s = saved();
+  for (const [id, v] of Object.entries(s.opts || {})) if ($(id) && v !== undefined) $(id).value = v;
+  $("#opt-strength-value").textContent = $("#opt-strength").value;
+  pick.photos = new Set(s.photos || []);
+  pick.style = s.style || null;
+  if (s.grid) await showGrid(s.grid.model, s.grid.start, s.grid.count).catch(() => {});
 }
 
-// The schedule the server ran: evaluations per scale, coarse to fine, e.g. "64px 150 → 512px 14".
-function planText(job) {
-  const plan = (job.results && job.results[0] && job.results[0].plan) || [];
-  return plan.length ? plan.map(([h, w, n]) => `${Math.max(h, w)}px ${n}`).join(" → ") + " evals"
-                     : `${job.info.options?.quality || "standard"} quality`;
-}
-
-async function loadGallery() {
-  const items = await api("/api/gallery");
-  $("#gallery-list").replaceChildren(...items.flatMap((job) => job.results.map((r) =>
-    el("figure", { class: "card" },
-      el("a", { href: r.url, target: "_blank", rel: "noopener" }, el("img", { src: r.url, alt: "result", loading: "lazy" })),
-      el("figcaption", {}, el("span", {}, params(job)), " ",
-         el("time", {}, new Date(job.finished * 1000).toLocaleString()), " ",
-         el("a", { href: r.download_url, download: "", class: "download" }, "Download"))))));
-  if (!items.length) $("#gallery-list").append(el("p", { class: "hint" }, "Finished results appear here."));
-}
-
-async function loadHistory() {
-  const jobs = await api("/api/jobs");
-  const counts = jobs.reduce((c, j) => ({ ...c, [j.status]: (c[j.status] || 0) + 1 }), {});
-  $("#queue-status").textContent = `${counts.running || 0} running · ${counts.queued || 0} queued`;
-  $("#job-table").replaceChildren(...jobs.slice(0, 50).map((j) => el("tr", {},
-    el("td", {}, el("a", { href: "#job", onclick: () => watch(j) }, el("code", {}, j.id))),
-    el("td", {}, el("span", { class: `badge ${j.status}` }, j.status), j.error ? ` ${j.error}` : ""),
-    el("td", {}, new Date(j.created * 1000).toLocaleString()),
-    el("td", {}, String(j.request.photos.length)),
-    el("td", {}, TERMINAL.has(j.status) ? "" : el("button", { type: "button", class: "small",
-      onclick: async () => { await postJSON(j.links.cancel).catch(() => {}); loadHistory(); } }, "Cancel")))));
-  return jobs;
-}
-
-// -- start --------------------------------------------------------------------
 async function init() {
-  $("#photo-input").addEventListener("change", onPhotoInput);
-  $("#style-input").addEventListener("change", onStyleInput);
-  $("#generate-btn").addEventListener("click", generatePaintings);
+  $("#photo-input").addEventListener("change", (ev) => onUpload(ev.target, "photo", "#photo-error", async (ids) => {
+    if (ids.length) pick.photos = new Set(ids);  // fresh uploads are what the user wants to paint
+    save();
+    await loadPhotos();
+  }));
+  $("#style-input").addEventListener("change", (ev) => onUpload(ev.target, "style", "#painting-error", async (ids) => {
+    await loadStyleUploads();
+    if (ids.length) selectStyle({ upload: ids[0] });
+  }));
+  $("#generate-btn").addEventListener("click", () => generatePaintings(false));
+  $("#more-btn").addEventListener("click", () => generatePaintings(true));
   $("#start-btn").addEventListener("click", startJob);
-  $("#cancel-btn").addEventListener("click", cancelJob);
+  $("#cancel-btn").addEventListener("click", (ev) => busy(ev.currentTarget, cancelJob));
+  $("#rerun-btn").addEventListener("click", () => state.current && rerun(state.current));
+  $("#gallery-more").addEventListener("click", () => { state.galleryShown += 12; loadGallery(); });
+  $("#viewer-split").addEventListener("input", split);
+  $("#viewer-close").addEventListener("click", () => $("#viewer").close());
   $("#opt-strength").addEventListener("input", (e) => { $("#opt-strength-value").textContent = e.target.value; });
-  await Promise.all([loadPhotos(), loadModels(), loadStyleUploads(), loadGallery()]);
-  const jobs = await loadHistory();
-  const active = jobs.find((j) => !TERMINAL.has(j.status));
-  if (active) watch(active);  // reopening the page picks the live job back up
+  for (const id of OPTIONS) $(id).addEventListener("change", () => { showError("#start-error"); save(); });
+  for (const id of ["#seed-start", "#seed-count", "#model-select"]) $(id).addEventListener("input", () => showError("#painting-error"));
+  state.rerun = rerun;
+  await loadModels();
+  await restore();
+  await Promise.all([loadPhotos(), loadStyleUploads(), loadGallery()]);
+  const job = activeJob(await loadHistory());
+  if (job) watch(job);  // reopening the page picks the running job back up
+  onJob(onUpdate);
+  startEvents((closed) => { if (closed !== null) api("/api/config").catch(() => {}); });  // down? probe
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) resync(); });
+  document.addEventListener("studio-online", resync);
   document.body.dataset.ready = "1";
 }
 
