@@ -63,11 +63,16 @@ def run(engine: StyleTransfer, content, style, opts: StylizeOptions, seed: int, 
     return x, time.perf_counter() - t0, trace, evals[0]
 
 
-def measure(name: str, engine: StyleTransfer, content, style, opts: StylizeOptions, args, unit: float,
-            ref: StylizeOptions, log_every: int = 10) -> tuple[dict, torch.Tensor]:
+def measure(name: str, engine: StyleTransfer, content, style, opts: StylizeOptions, args,
+            unit_engine: StyleTransfer, ref: StylizeOptions, log_every: int = 10) -> tuple[dict, torch.Tensor]:
+    # The unit is timed right before and after each row, so a machine whose load changes during
+    # the benchmark still divides each row by what an evaluation cost while it ran.
+    before = unit_seconds(unit_engine, content, style, args.size)
     x, secs, trace, evals = run(engine, content, style, opts, args.seed, log_every)
+    unit = (before + unit_seconds(unit_engine, content, style, args.size)) / 2
     plan = scale_plan(opts, (args.size, args.size))
-    r = {"name": name, "seconds": round(secs, 2), "equivalents": round(secs / unit, 2),
+    r = {"name": name, "seconds": round(secs, 2), "unit_seconds": round(unit, 4),
+         "equivalents": round(secs / unit, 2),
          "evaluations": evals, "precision": str(engine.dtype).replace("torch.", ""),
          "plan": [[s.long, s.iterations] for s in plan], "options": asdict(opts),
          "loss_fp32": engine.evaluate(x, content, [style], ref), "trace": trace}
@@ -93,26 +98,24 @@ def main() -> None:
 
     content, style = square(load_rgb(args.content)), load_rgb(args.style)
     fp32 = StyleTransfer(args.features, "cpu", "fp32")
-    unit = unit_seconds(fp32, content, style, args.size)
-    print(f"one fp32 evaluation at {args.size}x{args.size}: {unit:.3f} s", flush=True)
     default = StylizeOptions(size=args.size)
     rows, outs = [], {}
-    r, outs["default_fp32"] = measure("default, fp32", fp32, content, style, default, args, unit, default)
+    r, outs["default_fp32"] = measure("default, fp32", fp32, content, style, default, args, fp32, default)
     rows.append(r)
     if cpu_has_native_bf16():
         bf16 = StyleTransfer(args.features, "cpu", "bf16")
-        r, outs["default_bf16"] = measure("default, bf16", bf16, content, style, default, args, unit, default)
+        r, outs["default_bf16"] = measure("default, bf16", bf16, content, style, default, args, fp32, default)
         rows.append(r)
     if not args.no_ablations:
         for name, kw in [("no plateau stop", {"plateau": 0.0}), ("coarsest scale 128 px", {"min_scale": 128})]:
             r, _ = measure(f"default, fp32, {name}", fp32, content, style,
-                           StylizeOptions(size=args.size, **kw), args, unit, default)
+                           StylizeOptions(size=args.size, **kw), args, fp32, default)
             rows.append(r)
     if not args.skip_baseline:
         bopts = StylizeOptions(size=args.size, min_scale=args.size, iterations=args.baseline_evals, plateau=0.0)
-        r, outs["baseline"] = measure("baseline", fp32, content, style, bopts, args, unit, default, 25)
+        r, outs["baseline"] = measure("baseline", fp32, content, style, bopts, args, fp32, default, 25)
         rows.append(r)
-    results = {"machine": machine(), "unit_seconds": unit, "size": args.size, "rows": rows}
+    results = {"machine": machine(), "size": args.size, "rows": rows}
     base = next((r for r in rows if r["name"] == "baseline"), None)
     if base is not None:
         for r in rows:
@@ -128,6 +131,7 @@ def main() -> None:
 
 
 def markdown(r: dict, args: argparse.Namespace) -> str:
+    u = [round(row["unit_seconds"], 2) for row in r["rows"]]
     lines = []
     for row in r["rows"]:
         plan = " / ".join(f"{long}:{n}" for long, n in row["plan"])
@@ -140,8 +144,8 @@ Machine: {r["machine"]}. Content: `examples/giraffe.jpg` centre-cropped square; 
 `examples/starry_night.jpg`; features {args.features}; seed {args.seed}. All runs in one process.
 Every final loss is that of the result clamped to [0, 1], evaluated in fp32 at {args.size}x{args.size}
 with the default weights. **Cost** is in full-size evaluation equivalents: wall time divided by
-one fp32 forward and backward pass at {args.size}x{args.size}, which took {r["unit_seconds"]:.3f} s in this run;
-that unit holds across machines. The plan column is long side : evaluation budget per scale (a
+one fp32 forward and backward pass at {args.size}x{args.size}, timed before and after each row
+({min(u)}-{max(u)} s here); that unit holds across machines. The plan column is long side : evaluation budget per scale (a
 plateau may end a scale sooner; the evaluations column counts those run).
 
 | run | plan | evaluations | wall time | cost (eq) | speed-up vs baseline | final fp32 loss | loss / baseline |
