@@ -32,6 +32,8 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
         text = action.help or ""
         if "(default" in text or action.default in (None, "") or action.required:
             return text
+        if isinstance(action, argparse._StoreTrueAction):  # an off switch: "(default: False)" is noise
+            return text
         return super()._get_help_string(action)
 
 

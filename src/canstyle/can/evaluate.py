@@ -149,7 +149,12 @@ def norm_entropy(p: torch.Tensor) -> torch.Tensor:
 def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 50, size: int = 100, seed: int = 0
         ) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-    polynomial kernel, averaged over random subsets; (mean, std)."""
+    polynomial kernel, averaged over random subsets; (mean, std).
+
+    Departure from the paper: ``evaluate`` passes features of the judge (VGG16 style statistics
+    and its head's hidden layer), not Inception-v3 pool features, which are not shipped offline
+    and were trained on photos; so values are comparable between canstyle runs, not with
+    published KIDs."""
     g = torch.Generator().manual_seed(seed)
     m = min(size, len(x), len(y))
     if m < 2:

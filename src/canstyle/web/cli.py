@@ -84,6 +84,23 @@ def _check_args(args: argparse.Namespace) -> None:
     resolve_precision(args.precision, resolve_device(args.device))  # fails as stylize would
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail on one line if the port is taken, before any model loads (uvicorn would log a
+    traceback-like error after the start-up work)."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise CanstyleError(f"cannot listen on {host}:{port}: {e.strerror or e}; "
+                                "stop the other server or pick another --port") from None
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -115,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     # One job at a time uses these threads; the event loop and uploads need almost none.
     torch.set_num_threads(_threads(args.threads))
     host = "0.0.0.0" if args.listen else args.host
+    check_port(host, args.port)
     allowed = allowed_hosts(host, args.allowed_host)
     if not is_loopback(host):
         log.warning("canstyle serve: listening on %s: anyone who can reach this port can use the studio", host)
