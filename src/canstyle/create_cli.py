@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from canstyle.cliutil import (
 )
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import check_writable
+from canstyle.seeds import draw_seed
 
 if TYPE_CHECKING:  # annotations only; the heavy imports stay lazy
     import torch
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     photos = [load_image(c) for c in args.content]  # a bad photo fails now, not after an hour
     for photo in photos:
         fit_size(tuple(photo.rgb.shape[-2:]), opts.size)  # too thin to stylise: fail now too
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
-    art0 = args.art_seed if args.art_seed is not None else random.randrange(2**31 - args.n_arts)
+    seed = args.seed if args.seed is not None else draw_seed()
+    art0 = args.art_seed if args.art_seed is not None else draw_seed(args.n_arts)
     art_seeds = list(range(art0, art0 + args.n_arts))
     pipe = Pipeline(args.checkpoint, features=args.features, sr_model=args.sr_model, device=args.device,
                     precision=args.precision, pooling=opts.pooling, art_size=args.art_size)

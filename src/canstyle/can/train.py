@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import math
-import random
 import signal
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from canstyle.can.trainer import METRICS, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
 from canstyle.progress import Progress, ProgressCallback
+from canstyle.seeds import draw_seed
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
         raise CanstyleError("DATA is required (a folder, CSV, parquet shards or a prepared cache)")
     opts.validate()
     if seed is None:
-        seed = int(dd.broadcast_object(random.randrange(2**31), info))  # type: ignore[call-overload]
+        seed = int(dd.broadcast_object(draw_seed(), info))  # type: ignore[call-overload]
     styles = parse_styles(opts.styles)
     size = opts.cache_size or 2 * opts.preset
     if info.is_main:

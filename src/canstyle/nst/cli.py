@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import random
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
 from canstyle.errors import CanstyleError
 from canstyle.nst.features import FEATURE_CHOICES
+from canstyle.seeds import draw_seed
 
 if TYPE_CHECKING:
     from canstyle.nst.stylize import StylizeOptions
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     styles = [load_image(s).rgb for s in args.styles]
     for snap in _snapshot_paths(args.output, tuple(content.rgb.shape[-2:]), opts, args.save_every):
         check_writable(snap, args.overwrite)  # a snapshot is an output too: never clobbered silently
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    seed = args.seed if args.seed is not None else draw_seed()
     engine = StyleTransfer(args.features, args.device, args.precision, pooling=opts.pooling)
     log.info("stylize: %s features on %s (%s), seed %d", engine.features, engine.device,
              str(engine.dtype).replace("torch.", ""), seed)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 from pathlib import Path
 
 from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
 from canstyle.errors import CanstyleError
+from canstyle.seeds import draw_seed
 
 log = logging.getLogger("canstyle")
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         val = list_images(args.val)
         _check_val(val, args.val_crop)
         hook = validator(val, args.val_crop)
-    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    seed = args.seed if args.seed is not None else draw_seed()
     with TqdmProgress("train-sr", disable=args.quiet) as bar:
         model = train(paths, args.out, opts, args.resume, args.device, args.precision, seed,
                       callback=bar, on_checkpoint=hook)

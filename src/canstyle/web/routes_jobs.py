@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from canstyle.errors import CanstyleError
+from canstyle.seeds import draw_seed
 from canstyle.web.jobs import TERMINAL, Job, JobManager, QueueFull
 from canstyle.web.routes_sources import ERR, not_found
 from canstyle.web.schemas import JobRequest
@@ -65,7 +65,7 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
         except CanstyleError as e:
             raise HTTPException(400, studio.scrub(str(e))) from None
         if req["seed"] is None:
-            req["seed"] = random.randrange(2**31)  # recorded, so the result can be reproduced
+            req["seed"] = draw_seed()  # recorded, so the result can be reproduced
         try:
             job = manager.submit(req)
         except QueueFull as e:
