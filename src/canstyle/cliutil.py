@@ -15,6 +15,7 @@ import typing
 from typing import Any, NoReturn
 
 from canstyle.errors import CanstyleError
+from canstyle.seeds import MAX_SEED
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -52,9 +53,6 @@ def _int(text: str) -> int:
     return v
 
 
-# torch takes seeds below 2**64; staying below 2**63 leaves room for the offsets trainers add
-# (seed + rank, seed + step) and fits a signed 64-bit integer everywhere.
-MAX_SEED = 2**63 - 1
 
 
 def seed_type(text: str) -> int:

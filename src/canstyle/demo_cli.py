@@ -7,13 +7,9 @@ shows them). Every ``create`` flag still works, e.g. ``--art-seed 3``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from canstyle import create_cli
-
-DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
-DEMO_PHOTOS = ("astronaut.jpg", "chelsea.jpg")  # credits: assets/demo/CREDITS.md
-DEMO_ART_SEED = 20  # picked by eye (colourful, strong shapes) from the default CAN's seeds 0-63, docs/can-default-128.png
+from canstyle.assets import DEMO_ART_SEED, DEMO_DIR, DEMO_PHOTOS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

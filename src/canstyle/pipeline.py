@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
+from canstyle.assets import DEFAULT_CAN
 from canstyle.errors import CanstyleError
 from canstyle.progress import Progress, ProgressCallback
 
-DEFAULT_CAN = Path(__file__).resolve().parent / "assets" / "can_default.safetensors"
 # The SR model for CAN paintings. Not `upscale`'s cunet-art: a CAN's nearest-neighbour
 # up-sampling leaves a fine pixel-grid texture, which a plain x2 model sharpens into mosaic tiles
 # and style transfer then copies into the photo. The JPEG-denoising CUNet reads that texture as

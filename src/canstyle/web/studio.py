@@ -73,7 +73,7 @@ class Studio:
     def __init__(self, output: Path, models_dir: Path | None = None, *, features: str = "auto",
                  device: str = "auto", precision: str = "auto", max_pixels: int = 40_000_000,
                  max_pipelines: int = 2) -> None:
-        from canstyle.demo_cli import DEMO_DIR, DEMO_PHOTOS
+        from canstyle.assets import DEMO_DIR, DEMO_PHOTOS
 
         self.output = Path(output)
         self.paintings = self.output / "paintings"
@@ -141,7 +141,7 @@ class Studio:
 
     def models(self) -> list[dict[str, Any]]:
         """The embedded default CAN, then every exported generator in the models dir."""
-        from canstyle.pipeline import DEFAULT_CAN
+        from canstyle.assets import DEFAULT_CAN
 
         found = [("default", DEFAULT_CAN)] if DEFAULT_CAN.is_file() else []
         if self.models_dir.is_dir():
