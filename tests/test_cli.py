@@ -178,3 +178,24 @@ def test_snapshots_are_never_overwritten_silently(capsys, tmp_path, square):
     assert main([*argv, "--overwrite"]) == 0
     assert read_metadata(snap)["step"] == 2
     assert sorted(p.name for p in folder.iterdir()) == ["o5.png", *(f"o5.step0000{i}.png" for i in (1, 2, 3))]
+
+
+def test_every_device_flag_takes_cuda_n() -> None:
+    """--device cuda:N parses in every command that has --device (one flag type for all)."""
+    import importlib
+
+    from canstyle.cli import COMMANDS
+    from canstyle.cliutil import OneLineParser
+
+    seen = 0
+    for name, (module_name, _) in COMMANDS.items():
+        sub = OneLineParser(prog=name)
+        importlib.import_module(module_name).add_arguments(sub)
+        action = next((a for a in sub._actions if "--device" in a.option_strings), None)
+        if action is None:
+            continue
+        seen += 1
+        assert action.type("cuda:1") == "cuda:1" and action.type("cpu") == "cpu", name
+        with pytest.raises(Exception, match="cuda:N"):
+            action.type("tpu")
+    assert seen >= 8

@@ -98,11 +98,23 @@ def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
     return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def device_type(text: str) -> str:
+    """argparse type of every --device flag: auto, cpu, cuda, mps or cuda:N."""
+    import re
+
+    from canstyle.device import DEVICES
+
+    if text in DEVICES or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+
+
 def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     """Flags every compute command shares."""
     from canstyle.device import DEVICES, PRECISIONS
 
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="where to compute")
+    parser.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",
+                        help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     parser.add_argument(
         "--precision", default="auto", choices=PRECISIONS,
         help="autocast precision; auto = bf16 on CPUs with native bf16 and on CUDA, else fp32",
@@ -117,5 +129,5 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-__all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args",
+__all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args", "device_type",
            "add_runtime_args", "fail", "seed_type", "MAX_SEED"]

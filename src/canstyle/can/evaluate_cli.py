@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from canstyle.cliutil import seed_type
+from canstyle.cliutil import device_type, seed_type
 
 log = logging.getLogger("canstyle")
 
@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classifier-size", type=int, default=128, help="classifier input side in pixels")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file (default: none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    p.add_argument("--device", default="auto", help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
+    p.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",
+                   help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     p.add_argument("--seed", type=seed_type, default=0, help="seed of the held-out split and classifier")
 

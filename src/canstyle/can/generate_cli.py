@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from canstyle.cliutil import device_type
 from canstyle.errors import CanstyleError
 
 log = logging.getLogger("canstyle")
@@ -22,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truncation", type=float, default=None, help="redraw noise entries beyond +-T (default: off)")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     # cpu by default: a seed then gives the same picture on every machine (a GPU's kernels differ)
-    p.add_argument("--device", default="cpu", help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
+    p.add_argument("--device", default="cpu", type=device_type, metavar="DEVICE",
+                   help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
