@@ -73,7 +73,7 @@ def check_inputs(paths: list[Path], scale: int) -> None:
                                 f"limit {MAX_OUTPUT_PIXELS / 1e6:.0f} MP")
 
 
-def _check_model(name: str) -> None:
+def check_model(name: str) -> None:
     from canstyle.sr.zoo import check_model_name, is_weights_file
 
     if not is_weights_file(name):
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.sr.data import list_images
     from canstyle.sr.upscaler import Upscaler, upscale_alpha
 
-    _check_model(args.model)
+    check_model(args.model)
     inputs = list_images(args.inputs)
     outs = output_paths(inputs, args.output, args.scale, args.overwrite)
     check_inputs(inputs, args.scale)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from canstyle.cliutil import add_runtime_args
 from canstyle.errors import CanstyleError
-from canstyle.sr.cli import _check_model, add_model_args
+from canstyle.sr.cli import add_model_args, check_model
 
 log = logging.getLogger("canstyle")
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crop < 0:
         raise CanstyleError("--crop must be >= 0")
-    _check_model(args.model)
+    check_model(args.model)
     if args.json:
         check_writable(args.json, args.overwrite)  # before scoring, not after
     paths = list_images(args.inputs)
