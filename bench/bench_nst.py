@@ -112,7 +112,10 @@ def main() -> None:
                            StylizeOptions(size=args.size, **kw), args, fp32, default)
             rows.append(r)
     if not args.skip_baseline:
-        bopts = StylizeOptions(size=args.size, min_scale=args.size, iterations=args.baseline_evals, plateau=0.0)
+        # Plain Gatys: one scale, the whole budget, and none of canstyle's additions (the
+        # start-scale TV term would otherwise apply to its only scale).
+        bopts = StylizeOptions(size=args.size, min_scale=args.size, iterations=args.baseline_evals,
+                               plateau=0.0, start_tv_weight=0.0)
         r, outs["baseline"] = measure("baseline", fp32, content, style, bopts, args, fp32, default, 25)
         rows.append(r)
     results = {"machine": machine(), "size": args.size, "rows": rows}
