@@ -123,7 +123,14 @@ function params(job) {
   const style = s.kind === "upload" ? "uploaded painting" : `${s.model_name || r.style.model || "?"} #${s.seed ?? r.style.seed}`;
   const o = job.info.options || {};
   return `${style} · ${o.size ?? r.size}px · strength ${o.style_weight ?? r.style_strength} · ` +
-         `colour ${o.preserve_color ?? r.preserve_color} · seed ${r.seed}`;
+         `colour ${o.preserve_color ?? r.preserve_color} · ${planText(job)} · seed ${r.seed}`;
+}
+
+// The schedule the server ran: evaluations per scale, coarse to fine, e.g. "64px 150 → 512px 14 evals".
+function planText(job) {
+  const plan = (job.results && job.results[0] && job.results[0].plan) || [];
+  return plan.length ? plan.map(([h, w, n]) => `${Math.max(h, w)}px ${n}`).join(" → ") + " evals"
+                     : `${(job.info.options || {}).quality || job.request.quality || "standard"} quality`;
 }
 
 export async function loadGallery() {
