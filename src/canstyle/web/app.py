@@ -82,7 +82,7 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
 
     @app.get("/api/config", summary="Limits, quality presets and defaults for the page")
     def config() -> dict[str, Any]:
-        from canstyle.nst.stylize import QUALITY
+        from canstyle.nst.plan import QUALITY
 
         return {"version": __version__, "limits": limits, "quality": QUALITY,
                 "defaults": JobRequest.model_json_schema()["properties"], "queue": manager.counts()}

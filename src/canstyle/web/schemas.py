@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canstyle.nst.stylize import QUALITY, StylizeOptions
+from canstyle.nst.plan import QUALITY, StylizeOptions
 
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 _NST = StylizeOptions()  # the studio's defaults are the library's, written once there

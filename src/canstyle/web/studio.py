@@ -199,7 +199,7 @@ class Studio:
     def check_request(self, req: dict[str, Any]) -> None:
         """Refuse now (CanstyleError, or KeyError for an unknown id) what would fail in the queue:
         unknown ids, and photos or paintings too thin for the requested size, named by their real size."""
-        from canstyle.nst.stylize import fit_size, scale_plan, style_size
+        from canstyle.nst.plan import fit_size, scale_plan, style_size
 
         opts = stylize_options(req)
         for pid in req["photos"]:
@@ -274,7 +274,7 @@ class Studio:
         Each result is handed to ``hooks.result`` as soon as its file is written; photos a
         previous run of this job finished (a restart) are kept, not painted again.
         """
-        from canstyle.nst.stylize import plan_record
+        from canstyle.nst.plan import plan_record
 
         req, out, t0 = job.request, self.jobs / job.id, time.perf_counter()
         opts = stylize_options(req)
@@ -332,10 +332,10 @@ class Studio:
 
 def stylize_options(req: dict[str, Any]) -> Any:
     """StylizeOptions from a job request; only whitelisted knobs (never ``init``, a path)."""
-    from canstyle.nst.stylize import StylizeOptions
+    from canstyle.nst.plan import StylizeOptions
 
     # The quality preset and the iteration overrides go to the one schedule that the CLI and
-    # Pipeline use too (nst.stylize.scale_plan); the studio keeps no budgets of its own.
+    # Pipeline use too (nst.plan.scale_plan); the studio keeps no budgets of its own.
     opts = StylizeOptions(
         size=req["size"], style_weight=req["style_strength"], preserve_color=req["preserve_color"],
         quality=req.get("quality", "standard"), iterations=req.get("iterations"),
