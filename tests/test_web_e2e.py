@@ -13,8 +13,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from canstyle.web.app import create_app  # noqa: E402
+from tests.helpers import serve_in_thread  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -47,20 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn server on a free loopback port, in a thread of this process."""
     out = tmp_path_factory.mktemp("studio")
     app = create_app(out, features="vgg16", device="cpu", allowed_hosts={"127.0.0.1", "localhost"})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not srv.started and time.monotonic() - t0 < 30:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(15)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def poll(page, fn: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ import io
 import logging
 import shutil
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
+from tests.helpers import serve_in_thread  # noqa: E402
 from tests.test_web_api import make_app, models_dir, png_bytes, submit, upload, wait  # noqa: E402, F401
 
 PAINT = "/api/models/tiny.safetensors/paintings/{}.png"
@@ -193,21 +193,9 @@ def test_a_stalled_body_gets_408_via_asgi(tmp_path: Path, models_dir: Path) -> N
 
 @pytest.fixture()
 def live_server(tmp_path: Path, models_dir: Path) -> Iterator[tuple[str, int, Any]]:  # noqa: F811
-    import uvicorn
-
     app = make_app(tmp_path / "out", models_dir, allowed_hosts={"127.0.0.1"}, body_timeout=1.0)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not srv.started and time.monotonic() - t0 < 30:
-        time.sleep(0.05)
-    yield "127.0.0.1", sock.getsockname()[1], app
-    srv.should_exit = True
-    thread.join(15)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield "127.0.0.1", port, app
 
 
 def test_a_lying_content_length_is_cut_off_on_a_real_socket(live_server: tuple[str, int, Any]) -> None:
