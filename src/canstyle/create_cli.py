@@ -141,8 +141,7 @@ def _make_all(pipe: Pipeline, photos: list[LoadedImage], plan: dict[int, dict[st
     """Paint every (art seed, photo) pair; returns the contact sheet rows."""
     import torch
 
-    from canstyle.imageio import save_image
-    from canstyle.nst.losses import resize_to
+    from canstyle.imageio import alpha_for, save_image
     from canstyle.nst.stylize import plan_record
     from canstyle.progress import TqdmProgress
 
@@ -163,10 +162,9 @@ def _make_all(pipe: Pipeline, photos: list[LoadedImage], plan: dict[int, dict[st
                 result = pipe(photo.rgb, artwork=artwork, options=opts, callback=bar,
                               generator=torch.Generator().manual_seed(seed)).images[0]
                 timing["stylize"].append(round(time.perf_counter() - t0, 2))
-                alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
                 save_image(result, path, {**meta, "stage": "stylize", "seed": seed, "content": str(photo.path),
                                           **record["stylize"], "plan": plan_record(opts, tuple(photo.rgb.shape[-2:]))},
-                           alpha=alpha, overwrite=args.overwrite)
+                           alpha=alpha_for(photo, result), overwrite=args.overwrite)
                 log.debug("wrote %s", path)
                 rows.append([photo.rgb, artwork.style, result])
     return rows

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from canstyle.fsutil import check_writable
-    from canstyle.imageio import check_output_format, load_image, save_image
+    from canstyle.imageio import alpha_for, check_output_format, load_image, save_image
     from canstyle.nst.stylize import StyleTransfer, StylizeOptions, plan_record
     from canstyle.progress import TqdmProgress
 
@@ -69,12 +69,8 @@ def run(args: argparse.Namespace) -> int:
         out = engine(content.rgb, styles, opts, generator=torch.Generator().manual_seed(seed),
                      callback=callback, preview_every=args.save_every)
     params["seconds"] = round(time.perf_counter() - t0, 2)
-    alpha = None
-    if content.alpha is not None:
-        from canstyle.nst.losses import resize_to
-
-        alpha = resize_to(content.alpha, tuple(out.shape[-2:]))  # keep the photo's transparency
-    path = save_image(out, args.output, params, alpha=alpha, overwrite=args.overwrite)
+    # keep the photo's transparency, at the size of the result
+    path = save_image(out, args.output, params, alpha=alpha_for(content, out), overwrite=args.overwrite)
     log.info("wrote %s (%dx%d) in %.1f s", path, out.shape[-1], out.shape[-2], params["seconds"])
     return 0
 
