@@ -124,10 +124,18 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True) -> None
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+def add_features_arg(parser: argparse.ArgumentParser) -> None:
+    """--features: the style-transfer feature network, for every command that paints."""
+    from canstyle.nst.features import DEFAULT_FEATURES, FEATURE_CHOICES
+
+    parser.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURE_CHOICES,
+                        help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+
+
 def fail(message: str) -> NoReturn:
     print(f"canstyle: error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
 __all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args", "device_type",
-           "add_runtime_args", "fail", "seed_type", "MAX_SEED"]
+           "add_runtime_args", "add_features_arg", "fail", "seed_type", "MAX_SEED"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from canstyle.cliutil import (
     MAX_SEED,
     add_dataclass_args,
+    add_features_arg,
     add_runtime_args,
     dataclass_from_args,
     seed_type,
@@ -41,7 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_create_arguments(p: argparse.ArgumentParser) -> None:
     """Every flag of ``create`` except the photos (``demo`` shares them)."""
-    from canstyle.nst.features import FEATURE_CHOICES
     from canstyle.nst.stylize import StylizeOptions
     from canstyle.pipeline import CAN_SR_MODEL
 
@@ -60,8 +60,7 @@ def add_create_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sr-model", default=CAN_SR_MODEL,
                    help="super-resolution model name or .safetensors (the denoising CUNet smooths the "
                         "CAN's pixel grid into brush shapes; see docs/pipeline.md)")
-    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
-                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    add_features_arg(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_dataclass_args(p, StylizeOptions)
     add_runtime_args(p)

@@ -9,9 +9,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from canstyle.cliutil import add_dataclass_args, add_runtime_args, dataclass_from_args
+from canstyle.cliutil import (
+    add_dataclass_args,
+    add_features_arg,
+    add_runtime_args,
+    dataclass_from_args,
+)
 from canstyle.errors import CanstyleError
-from canstyle.nst.features import FEATURE_CHOICES
 from canstyle.seeds import draw_seed
 
 if TYPE_CHECKING:
@@ -27,8 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("styles", type=Path, nargs="+", metavar="STYLE", help="one or more style paintings")
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (.png or .jpg)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
-                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    add_features_arg(p)
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save the current image every N iterations (0 = never)")
     add_dataclass_args(p, StylizeOptions)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 FEATURE_CHOICES = ("auto", "vgg19", "vgg16")
+DEFAULT_FEATURES = "auto"  # VGG19 when its weights are on disk, else the bundled-offline VGG16
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,7 +86,7 @@ class VGGFeatures(nn.Module):
         return out
 
 
-def load_features(name: str = "auto", pooling: str = "max") -> VGGFeatures:
+def load_features(name: str = DEFAULT_FEATURES, pooling: str = "max") -> VGGFeatures:
     """Build a feature network with pretrained weights ('auto', 'vgg19' or 'vgg16')."""
     if name not in FEATURE_CHOICES:
         raise CanstyleError(f"unknown --features {name!r}: choose from {', '.join(FEATURE_CHOICES)}")

@@ -9,15 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from canstyle.cliutil import add_runtime_args
+from canstyle.cliutil import add_features_arg, add_runtime_args
 from canstyle.errors import CanstyleError
 
 log = logging.getLogger("canstyle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from canstyle.nst.features import FEATURE_CHOICES
-
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback: only this machine)")
     p.add_argument("--port", type=int, default=7860, help="TCP port")
     p.add_argument("--listen", action="store_true",
@@ -29,8 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for uploads, results and job history (kept across restarts)")
     p.add_argument("--models", type=Path, default=None,
                    help="folder of exported CAN generators (*.safetensors) to offer (default: OUTPUT/models)")
-    p.add_argument("--features", default="auto", choices=FEATURE_CHOICES,
-                   help="feature network; auto = VGG19 if its weights are on disk, else VGG16 (offline)")
+    add_features_arg(p)
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for the worker (default: $OMP_NUM_THREADS, else all cores)")
     p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest upload in MiB")
