@@ -78,7 +78,7 @@ def test_cli_pipeline_and_studio_run_the_same_plan(recorded_plans: list, vgg16_e
     assert recorded_plans.pop() == want
     assert read_metadata(tmp_path / "o.png")["plan"] == [list(s) for s in want]  # recorded with the output
     # Pipeline, with a painting of our own
-    pipe = Pipeline(features="vgg16", device="cpu")
+    pipe = Pipeline.from_checkpoint(features="vgg16", device="cpu")
     pipe(photo, artwork=Artwork(0, painting, painting, 1), size=96, quality="draft",
          generator=torch.Generator().manual_seed(0))
     assert recorded_plans.pop() == want

@@ -64,7 +64,7 @@ def test_pipeline(tmp_path: Path) -> None:
 
     g, cfg = _tiny_can()
     path = save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], tmp_path / "tiny.safetensors")
-    pipe = Pipeline(path, features="vgg16", device="cpu", precision="fp32")
+    pipe = Pipeline.from_checkpoint(path, features="vgg16", device="cpu", precision="fp32")
     photo = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(2))
     out = pipe(photo, art_seed=3, size=96, min_scale=96, iterations=2, plateau=0,
                generator=torch.Generator().manual_seed(0))

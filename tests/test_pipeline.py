@@ -53,7 +53,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe(tiny_can: Path) -> Pipeline:
-    return Pipeline(tiny_can, features="vgg16", device="cpu")
+    return Pipeline.from_checkpoint(tiny_can, features="vgg16", device="cpu")
 
 
 def _fail(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -178,7 +178,7 @@ def test_bad_input(tiny_can: Path, photo: Path, tmp_path: Path, capsys: pytest.C
     err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(wrong), *FAST], capsys)
     assert "do not match" in err
     # SR weights are not a CAN.
-    from canstyle.pipeline import DEFAULT_CAN
+    from canstyle.assets import DEFAULT_CAN
 
     sr_asset = DEFAULT_CAN.with_name("sr_cunet_art.safetensors")
     err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(sr_asset), *FAST], capsys)

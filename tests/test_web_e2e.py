@@ -190,7 +190,7 @@ def _default_can_size() -> int:
     """The embedded CAN's painting size (the studio shows paintings at their native size)."""
     import json
 
-    from canstyle.pipeline import DEFAULT_CAN
+    from canstyle.assets import DEFAULT_CAN
     from canstyle.weights import read_metadata
 
     return int(json.loads(read_metadata(DEFAULT_CAN)["config"])["preset"])

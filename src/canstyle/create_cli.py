@@ -106,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else draw_seed()
     art0 = args.art_seed if args.art_seed is not None else draw_seed(args.n_arts)
     art_seeds = list(range(art0, art0 + args.n_arts))
-    pipe = Pipeline(args.checkpoint, features=args.features, sr_model=args.sr_model, device=args.device,
-                    precision=args.precision, pooling=opts.pooling, art_size=args.art_size)
+    pipe = Pipeline.from_checkpoint(args.checkpoint, features=args.features, sr_model=args.sr_model,
+                                    device=args.device, precision=args.precision, pooling=opts.pooling,
+                                    art_size=args.art_size)
     style_size = args.style_size or opts.size
-    factor = 2 ** sr_passes(pipe.config.size, style_size)
+    factor = 2 ** sr_passes(pipe.generator.size, style_size)
     out, names = args.output, _names(args.content)
     plan = {s: {"art": out / f"art_seed{s:04d}.png", "style": out / f"art_seed{s:04d}_x{factor}.png",
                 "results": [out / f"{n}_seed{s:04d}.png" for n in names]} for s in art_seeds}

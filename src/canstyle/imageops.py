@@ -1,16 +1,43 @@
-"""Image operations shared by every stage: layout of contact sheets."""
+"""Image operations shared by every stage: resizing, sample grids and contact sheets."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.nn import functional as F
 
 
+def resize_to(x: torch.Tensor, size: int | tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """N x C x H x W resized to ``size`` (h, w), or a square for an int; clamped to [0, 1].
+
+    Antialiased when shrinking (judged by the height; every caller keeps the aspect or makes a
+    square), so a large photo does not alias; enlarging uses the plain kernel.
+    """
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == hw:
+        return x
+    down = hw[0] < x.shape[-2]
+    return F.interpolate(x, size=hw, mode=mode, align_corners=False, antialias=down).clamp(0, 1)
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
+    """N x 3 x H x W -> 1 x 3 x H' x W' with white gutters."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, y : y + h, x : x + w] = images[i]
+    return grid[None]
+
+
 def contact_sheet(rows: list[list[torch.Tensor]], height: int = 320, pad: int = 8) -> torch.Tensor:
     """Lay out rows of 1x3xHxW images (e.g. photo, art, result), each scaled to ``height``."""
-    cells = [[F.interpolate(im[:, :3].float(), size=(height, max(1, round(im.shape[-1] * height / im.shape[-2]))),
-                            mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-              for im in row] for row in rows]
+    cells = [[resize_to(im[:, :3].float(), (height, max(1, round(im.shape[-1] * height / im.shape[-2]))),
+                        "bilinear") for im in row] for row in rows]
     widths = [sum(c.shape[-1] for c in row) + pad * (len(row) + 1) for row in cells]
     sheet = torch.ones(1, 3, len(rows) * (height + pad) + pad, max(widths))
     for r, row in enumerate(cells):

@@ -1,10 +1,11 @@
 """The whole system: a CAN invents a painting, SR enlarges it, Gatys paints the photo with it.
 
-``Pipeline`` holds the three stages' models so repeated calls (the CLI's loop
+``Pipeline`` holds the three stages' parts so repeated calls (the CLI's loop
 over photos and art seeds, the web studio) load nothing twice. It follows the
-diffusers habit: build once, then ``pipe(content, generator=...)``.
+diffusers habit: assemble from parts (or ``from_checkpoint``), then
+``pipe(content, generator=...)``.
 
-    pipe = Pipeline()                       # the embedded default CAN, offline
+    pipe = Pipeline.from_checkpoint()       # the embedded default CAN, offline
     out = pipe(load_rgb("me.jpg"), art_seed=7, generator=torch.Generator().manual_seed(0))
     save_image(out.images[0], "me_painted.png")
 """
@@ -16,13 +17,18 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from canstyle.assets import DEFAULT_CAN
 from canstyle.errors import CanstyleError
-from canstyle.progress import Progress, ProgressCallback
+from canstyle.nst.plan import StylizeOptions
+from canstyle.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from canstyle.can.generate import CanGenerator
+    from canstyle.nst.stylize import StyleTransfer
+    from canstyle.sr.upscaler import Upscaler
 
 # The SR model for CAN paintings. Not `upscale`'s cunet-art: a CAN's nearest-neighbour
 # up-sampling leaves a fine pixel-grid texture, which a plain x2 model sharpens into mosaic tiles
@@ -63,10 +69,19 @@ def sr_passes(native: int, target: int) -> int:
 
 
 class Pipeline:
-    """CAN -> super-resolution -> Gatys style transfer, with models loaded once."""
+    """CAN -> super-resolution -> Gatys style transfer, assembled from three loaded parts.
 
-    def __init__(
-        self,
+    The parts are independent components: ``Pipeline(generator=..., upscaler=..., engine=...)``
+    takes them as built, ``from_checkpoint`` loads all three, and ``with_generator`` swaps the
+    CAN while sharing the (large) VGG and SR models, as the web studio does for every CAN.
+    """
+
+    def __init__(self, *, generator: CanGenerator, upscaler: Upscaler, engine: StyleTransfer) -> None:
+        self.generator, self.upscaler, self.engine = generator, upscaler, engine
+
+    @classmethod
+    def from_checkpoint(
+        cls,
         checkpoint: str | os.PathLike[str] | None = None,
         *,
         features: str = "auto",
@@ -76,45 +91,47 @@ class Pipeline:
         pooling: str = "max",
         tile: int = 256,
         art_size: int | None = None,
-    ) -> None:
-        from canstyle.can.generate import load_generator
+    ) -> Pipeline:
+        """Load the three parts: a CAN (None = the embedded default), SR and the VGG engine."""
+        from canstyle.can.generate import CanGenerator
         from canstyle.device import resolve_device
         from canstyle.nst.stylize import StyleTransfer
         from canstyle.sr.upscaler import Upscaler
 
-        if checkpoint is None and not DEFAULT_CAN.is_file():
-            raise CanstyleError(f"canstyle is missing its default CAN {DEFAULT_CAN.name}; reinstall canstyle")
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CAN
-        if self.checkpoint.is_dir():  # a run folder: record which checkpoint was used
-            from canstyle.can.checkpoint import find_checkpoint
-
-            self.checkpoint = find_checkpoint(self.checkpoint)
-        self.device = resolve_device(device)
+        dev = resolve_device(device)
         # The generator is tiny; it runs in fp32, so on CPU an art seed always gives the same painting.
-        self.generator, self.config, self.classes = load_generator(self.checkpoint, self.device)
-        if art_size is not None and art_size != self.config.size:
+        generator = CanGenerator.load(checkpoint, dev)
+        if art_size is not None and art_size != generator.size:
             raise CanstyleError(
-                f"{self.checkpoint} is a preset-{self.config.preset} CAN ({self.config.size}x"
-                f"{self.config.size} paintings), but --art-size {art_size} was asked; "
+                f"{generator.source} is a preset-{generator.config.preset} CAN ({generator.size}x"
+                f"{generator.size} paintings), but --art-size {art_size} was asked; "
                 "drop --art-size or use a matching checkpoint"
             )
-        self.pooling = pooling
-        self.sr_model = sr_model or CAN_SR_MODEL
-        self.upscaler = Upscaler(self.sr_model, str(self.device), precision, tile=tile)
-        self.engine = StyleTransfer(features, str(self.device), precision, pooling=pooling)
+        upscaler = Upscaler(sr_model or CAN_SR_MODEL, str(dev), precision, tile=tile)
+        engine = StyleTransfer(features, str(dev), precision, pooling=pooling)
+        return cls(generator=generator, upscaler=upscaler, engine=engine)
+
+    def with_generator(self, generator: CanGenerator) -> Pipeline:
+        """The same SR and VGG models with another CAN: nothing large is loaded again."""
+        return type(self)(generator=generator, upscaler=self.upscaler, engine=self.engine)
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.generator.source
 
     # -- stages ----------------------------------------------------------
     def paint(self, art_seed: int, style_size: int = 512, truncation: float | None = None,
               callback: ProgressCallback | None = None) -> Artwork:
         """Generate the painting for ``art_seed`` and enlarge it to ``style_size`` pixels."""
-        from canstyle.can.generate import generate
-        from canstyle.nst.losses import resize_to
+        from canstyle.imageops import resize_to
 
         if art_seed < 0:
             raise CanstyleError(f"art seeds must be >= 0, got {art_seed}")
-        art = generate(self.generator, [art_seed], truncation)
-        if callback is not None:
-            callback(Progress("generate", 1, 1, size=tuple(art.shape[-2:])))
+        art = self.generator([art_seed], truncation, callback=callback)
         n = sr_passes(art.shape[-1], style_size)
         style = self.upscaler(art, 2**n, callback) if n else art
         # SR works in x2 steps and overshoots; land exactly on the asked size.
@@ -128,12 +145,12 @@ class Pipeline:
         art_seed: int | None = None,
         artwork: Artwork | None = None,
         generator: torch.Generator | None = None,
-        options: Any = None,
+        options: StylizeOptions | None = None,
         style_size: int | None = None,
         truncation: float | None = None,
         callback: ProgressCallback | None = None,
         preview_every: int = 0,
-        **overrides: object,
+        **overrides: Any,
     ) -> PipelineOutput:
         """Paint each content image (1x3xHxW in [0, 1]) in the style of one CAN painting.
 
@@ -144,14 +161,9 @@ class Pipeline:
         returned ``artwork.seed`` as ``art_seed`` reproduces a call. Pass ``artwork`` to
         reuse a painting. ``options``/``overrides`` are ``StylizeOptions``.
         """
-        from dataclasses import asdict
-
-        from canstyle.nst.stylize import StylizeOptions
-
-        opts = StylizeOptions(**{**asdict(options or StylizeOptions()), **overrides})
-        opts.validate()
-        if opts.pooling != self.pooling:
-            raise CanstyleError(f"this Pipeline was built with {self.pooling} pooling; "
+        opts = (options or StylizeOptions()).with_overrides(**overrides)
+        if opts.pooling != self.engine.pooling:
+            raise CanstyleError(f"this Pipeline was built with {self.engine.pooling} pooling; "
                                 f"build another with pooling={opts.pooling!r}")
         if generator is not None and generator.device.type != "cpu":
             raise CanstyleError("generator must be a CPU torch.Generator: noise is drawn on the CPU "
@@ -181,8 +193,8 @@ class Pipeline:
         from canstyle import weights
         from canstyle.sr.zoo import is_weights_file, weight_name
 
-        sr_file = (Path(self.sr_model) if is_weights_file(self.sr_model)
-                   else weights.cached_path(weight_name(self.sr_model)))
+        sr_model = self.upscaler.model_name
+        sr_file = Path(sr_model) if is_weights_file(sr_model) else weights.cached_path(weight_name(sr_model))
         files = {"can": self.checkpoint, "sr": sr_file,
                  "features": weights.cached_path(self.engine.features)}
         return {k: {"path": str(p), "sha256": weights.recorded_sha256(p)} for k, p in files.items()}
@@ -190,8 +202,9 @@ class Pipeline:
     def describe(self) -> dict[str, Any]:
         """The models in use, in JSON-able form."""
         return {
-            "checkpoint": str(self.checkpoint), "preset": self.config.preset,
-            "art_size": self.config.size, "classes": self.classes, "sr_model": self.sr_model,
+            "checkpoint": str(self.checkpoint), "preset": self.generator.config.preset,
+            "art_size": self.generator.size, "classes": self.generator.classes,
+            "sr_model": self.upscaler.model_name,
             "features": self.engine.features, "device": str(self.device),
             "precision": str(self.engine.dtype).replace("torch.", ""),
         }

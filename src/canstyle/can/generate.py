@@ -3,7 +3,8 @@
 ``export_generator`` writes the EMA generator as safetensors whose metadata
 holds the model config, class names and training summary as JSON.
 ``load_generator`` reads that file, a training checkpoint or a run folder and
-returns ``(G, config, classes)``; this is what the pipeline calls.
+returns ``(G, config, classes)``. ``CanGenerator`` wraps that triple as the
+pipeline's first component: ``CanGenerator.load(path)(seeds)`` paints.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
 from canstyle.can.models import Generator, ModelConfig
 from canstyle.errors import CanstyleError, first_line
 from canstyle.fsutil import atomic_write
+from canstyle.imageops import make_grid, resize_to  # noqa: F401  TODO(s13): callers import from imageops
+from canstyle.progress import Progress, ProgressCallback
 from canstyle.seeds import MAX_SEED
 
 EXPORT_FORMAT = "canstyle-can-generator/1"
@@ -55,6 +57,38 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
     except RuntimeError:  # weights that do not fit the stored config: a damaged or edited file
         raise CanstyleError(f"{p}: the generator weights do not match its preset-{cfg.preset} config") from None
     return g.to(device).eval().requires_grad_(False), cfg, classes
+
+
+@dataclass
+class CanGenerator:
+    """A trained CAN generator as a pipeline component: the network, its config and style names."""
+
+    model: Generator
+    config: ModelConfig
+    classes: list[str]
+    source: Path  # the weights file (a run folder resolves to its newest checkpoint)
+
+    @classmethod
+    def load(cls, src: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> CanGenerator:
+        """The embedded default CAN (``src=None``), an export, a checkpoint or a run folder."""
+        from canstyle.assets import DEFAULT_CAN
+
+        if src is None and not DEFAULT_CAN.is_file():
+            raise CanstyleError(f"canstyle is missing its default CAN {DEFAULT_CAN.name}; reinstall canstyle")
+        path = Path(src) if src is not None else DEFAULT_CAN
+        if path.is_dir():  # record which checkpoint of the run was used
+            path = find_checkpoint(path)
+        model, config, classes = load_generator(path, device)
+        return cls(model, config, classes, path)
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def __call__(self, seeds: list[int], truncation: float | None = None, *, batch: int = 32,
+                 callback: ProgressCallback | None = None) -> torch.Tensor:
+        """N x 3 x S x S paintings in [0, 1] (on the CPU), one per seed."""
+        return generate(self.model, seeds, truncation, batch, callback)
 
 
 def export_generator(src: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = False,
@@ -125,8 +159,11 @@ def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.
 
 @torch.no_grad()
 def generate(g: Generator, seeds: list[int], truncation: float | None = None, batch: int = 32,
-             callback: Any = None) -> torch.Tensor:
-    """Images N x 3 x S x S in [0, 1], one per seed; each depends only on its seed."""
+             callback: ProgressCallback | None = None) -> torch.Tensor:
+    """Images N x 3 x S x S in [0, 1], one per seed; each depends only on its seed.
+
+    ``callback`` gets one ``Progress("generate", done, total)`` per batch, like every long call.
+    """
     device = next(g.parameters()).device
     g.eval()
     out = []
@@ -134,23 +171,5 @@ def generate(g: Generator, seeds: list[int], truncation: float | None = None, ba
         z = torch.stack([seed_noise(s, g.z_dim, truncation) for s in seeds[i : i + batch]]).to(device)
         out.append(g.images(z).cpu())
         if callback is not None:
-            callback(min(i + batch, len(seeds)), len(seeds))
+            callback(Progress("generate", min(i + batch, len(seeds)), len(seeds), size=tuple(out[-1].shape[-2:])))
     return torch.cat(out)
-
-
-def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
-    """N x 3 x H x W -> 1 x 3 x H' x W' with white gutters."""
-    n, c, h, w = images.shape
-    nrow = nrow or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / nrow)
-    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
-    return grid[None]
-
-
-def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)

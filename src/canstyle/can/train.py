@@ -287,8 +287,8 @@ def _save(s: _Setup, trainer: Trainer, step: int) -> Path:
 
 
 def _sample(s: _Setup, trainer: Trainer, z: torch.Tensor, step: int) -> None:
-    from canstyle.can.generate import make_grid
     from canstyle.imageio import save_image
+    from canstyle.imageops import make_grid
 
     assert s.run is not None
     grid = make_grid(trainer.samples(z))

@@ -10,7 +10,8 @@ set of default weights could not serve both VGG16 and VGG19 at every size.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
+
+from canstyle.imageops import resize_to  # noqa: F401  TODO(s13): CLI callers import from imageops
 
 _EPS = 1e-8
 
@@ -81,10 +82,3 @@ def blend_grams(grams: list[dict[str, torch.Tensor]], weights: list[float]) -> d
     """
     total = float(sum(weights))
     return {k: sum(w / total * g[k] for g, w in zip(grams, weights, strict=True)) for k in grams[0]}  # type: ignore[misc]
-
-
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    down = size[0] < x.shape[-2]
-    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=down).clamp(0, 1)

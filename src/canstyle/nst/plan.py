@@ -8,8 +8,8 @@ plans without the optimiser loop.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, NamedTuple
 
 from canstyle.errors import CanstyleError
 
@@ -70,6 +70,15 @@ class StylizeOptions:
     # Departure from Gatys et al., who preferred average pooling: max pooling (VGG's own) gave
     # crisper strokes with these weights, and average pooling stays one flag away.
     pooling: str = _opt("max", "VGG pooling (Gatys et al. preferred avg)", choices=("max", "avg"))
+
+    def with_overrides(self, **overrides: Any) -> StylizeOptions:
+        """A validated copy with some fields replaced (how every stylising call takes options)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown StylizeOptions field(s): {', '.join(unknown)}")
+        opts = replace(self, **overrides)
+        opts.validate()
+        return opts
 
     def validate(self) -> None:
         self._check_numbers()

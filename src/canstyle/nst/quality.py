@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from canstyle.imageops import resize_to
 from canstyle.nst.features import CONTENT_LAYERS, STYLE_LAYERS
-from canstyle.nst.losses import content_loss, resize_to, style_loss
+from canstyle.nst.losses import content_loss, style_loss
 
 if TYPE_CHECKING:
     from canstyle.nst.stylize import StyleTransfer, StylizeOptions

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
 from canstyle.device import autocast, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
+from canstyle.imageops import resize_to
 from canstyle.nst import color
 from canstyle.nst.features import CONTENT_LAYERS, STYLE_LAYERS, load_features
-from canstyle.nst.losses import blend_grams, content_loss, gram, resize_to, style_loss, tv_loss
+from canstyle.nst.losses import blend_grams, content_loss, gram, style_loss, tv_loss
 from canstyle.nst.plan import (  # noqa: F401  (re-exported: the options and plan are part of this API)
     FIRST_EVALS,
     MIN_SIDE,
@@ -57,6 +59,7 @@ class StyleTransfer:
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
+        self.pooling = pooling
         self.net = load_features(features, pooling=pooling).to(self.device)
         if self.device.type == "cpu":
             # oneDNN prefers NHWC for bf16 convolutions on CPU.
@@ -121,11 +124,10 @@ class StyleTransfer:
         generator: torch.Generator | None = None,
         callback: ProgressCallback | None = None,
         preview_every: int = 0,
-        **overrides: object,
+        **overrides: Any,
     ) -> torch.Tensor:
         """Stylise ``content`` (1x3xHxW in [0, 1]) with ``styles``; returns 1x3xhxw in [0, 1] on CPU."""
-        opts = StylizeOptions(**{**asdict(options or StylizeOptions()), **overrides})
-        opts.validate()
+        opts = (options or StylizeOptions()).with_overrides(**overrides)
         styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
         if not styles:
             raise CanstyleError("at least one style image is needed")

@@ -9,6 +9,7 @@ export is never offered. Messages that reach the browser name files, never serve
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def shrunk_hw(h: int, w: int, long_side: int) -> tuple[int, int]:
 
 def shrink(img: torch.Tensor, long_side: int) -> torch.Tensor:
     """Downscale so the long side is at most ``long_side``; bounds memory for huge photos."""
-    from canstyle.nst.losses import resize_to
+    from canstyle.imageops import resize_to
 
     h, w = img.shape[-2:]
     hw = shrunk_hw(h, w, long_side)
@@ -71,8 +72,7 @@ class Studio:
     """Uploads, models, paintings and the job runner, all inside one output folder."""
 
     def __init__(self, output: Path, models_dir: Path | None = None, *, features: str = "auto",
-                 device: str = "auto", precision: str = "auto", max_pixels: int = 40_000_000,
-                 max_pipelines: int = 2) -> None:
+                 device: str = "auto", precision: str = "auto", max_pixels: int = 40_000_000) -> None:
         from canstyle.assets import DEMO_DIR, DEMO_PHOTOS
 
         self.output = Path(output)
@@ -86,9 +86,12 @@ class Studio:
                                max_pixels)
         self._gen_lock = threading.Lock()
         self._checked: dict[tuple[str, int, int], dict[str, Any] | None] = {}  # file state -> entry
-        self._generators: OrderedDict[str, Any] = OrderedDict()
-        self._pipelines: OrderedDict[str, Any] = OrderedDict()  # used by the worker thread only
-        self._max_pipelines = max_pipelines
+        self._generators: OrderedDict[str, Any] = OrderedDict()  # CPU copies, for painting grids
+        # Used by the worker thread only: one SR upscaler and one VGG engine for every job, and
+        # the few generators recently stylised with (the large models are never duplicated).
+        self._upscaler: Any = None
+        self._engine: Any = None
+        self._cans: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
     def scrub(self, message: str) -> str:
         """A message fit for the browser: server folders and absolute paths cut to file names."""
@@ -113,7 +116,7 @@ class Studio:
         return None if entry is None else {**entry, "id": model_id}
 
     def _load_entry(self, model_id: str, path: Path) -> dict[str, Any] | None:
-        from canstyle.can.generate import EXPORT_FORMAT, load_generator
+        from canstyle.can.generate import EXPORT_FORMAT, CanGenerator
         from canstyle.weights import read_metadata, sha256_file
 
         try:
@@ -122,7 +125,7 @@ class Studio:
                 return None
             cfg = json.loads(meta["config"])
             classes = json.loads(meta.get("classes", "[]"))
-            generator = load_generator(path, "cpu")[0]
+            generator = CanGenerator.load(path, "cpu")
             sha = sha256_file(path)
         except (CanstyleError, OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
             log.warning("skipping model %s: %s", path.name, e)
@@ -158,10 +161,11 @@ class Studio:
         raise KeyError(model_id)
 
     def _generator(self, m: dict[str, Any]) -> Any:
-        from canstyle.can.generate import load_generator
+        """The CanGenerator of model ``m``, on the CPU (call with ``_gen_lock`` held)."""
+        from canstyle.can.generate import CanGenerator
 
         if m["sha256"] not in self._generators:
-            self._remember_generator(m["sha256"], load_generator(m["path"], "cpu")[0])
+            self._remember_generator(m["sha256"], CanGenerator.load(m["path"], "cpu"))
         return self._generators[m["sha256"]]
 
     def cached_painting(self, model_id: str, seed: int) -> Path | None:
@@ -179,15 +183,13 @@ class Studio:
         return path
 
     def paint_grid(self, model_id: str, seeds: list[int]) -> dict[str, Any]:
-        from canstyle.can.generate import generate
-
         m = self.model(model_id)
         folder = self.paintings / m["sha256"][:16]
         missing = [s for s in dict.fromkeys(seeds) if not (folder / f"{s}.png").is_file()]
         if missing:
             try:
                 with self._gen_lock:  # the generator is small; one batch at a time is plenty
-                    images = generate(self._generator(m), missing)
+                    images = self._generator(m)(missing)
             except CanstyleError as e:
                 raise CanstyleError(self.scrub(str(e))) from None
             for s, img in zip(missing, images, strict=True):
@@ -231,34 +233,41 @@ class Studio:
             raise KeyError(f"unknown {what}: {source_id}") from None
 
     # -- running a job (on the worker thread) ------------------------------
+    def _parts(self) -> tuple[Any, Any]:
+        """The one SR upscaler and the one VGG engine, built on first use and shared by every CAN."""
+        from canstyle.nst.stylize import StyleTransfer
+        from canstyle.pipeline import CAN_SR_MODEL
+        from canstyle.sr.upscaler import Upscaler
+
+        if self._engine is None:
+            self._upscaler = Upscaler(CAN_SR_MODEL, self.device, self.precision)
+            self._engine = StyleTransfer(self.features, self.device, self.precision)
+        return self._upscaler, self._engine
+
     def _pipeline(self, m: dict[str, Any]) -> Any:
+        """A Pipeline for CAN ``m``: its small generator plus the shared SR and VGG parts."""
         from canstyle.pipeline import Pipeline
 
-        key = m["sha256"]
-        if key not in self._pipelines:
-            ckpt = None if m["id"] == "default" else m["path"]
-            self._pipelines[key] = Pipeline(ckpt, features=self.features, device=self.device,
-                                            precision=self.precision)
-            while len(self._pipelines) > self._max_pipelines:
-                self._pipelines.popitem(last=False)
-        self._pipelines.move_to_end(key)
-        return self._pipelines[key]
-
-    def _any_model(self) -> dict[str, Any]:
-        models = self.models()
-        if not models:
-            raise CanstyleError("no CAN model is available (reinstall canstyle for the default)")
-        cached = [m for m in models if m["sha256"] in self._pipelines]
-        return (cached or models)[0]
+        upscaler, engine = self._parts()
+        key = (m["sha256"], str(engine.device))
+        if key not in self._cans:
+            with self._gen_lock:
+                can = self._generator(m)
+            if engine.device.type != "cpu":  # a copy: the CPU one keeps painting grids
+                can = replace(can, model=copy.deepcopy(can.model).to(engine.device))
+            self._cans[key] = can
+            while len(self._cans) > 4:  # each is a few MB; the big models are never copied
+                self._cans.popitem(last=False)
+        self._cans.move_to_end(key)
+        return Pipeline(generator=self._cans[key], upscaler=upscaler, engine=engine)
 
     def _style(self, req: dict[str, Any], size: int, out: Path, cb: Any) -> tuple[Any, torch.Tensor, dict]:
         """(engine, style image, facts to record) for the job's painting."""
         spec = req["style"]
-        if spec.get("upload"):
-            pipe = self._pipeline(self._any_model())
+        if spec.get("upload"):  # an uploaded painting needs only the engine, no CAN at all
             style = shrink(self._load(spec["upload"], "the style painting").rgb, 2 * size)
             save_image(style, out / "style.png", {"stage": "style", "upload": spec["upload"]}, overwrite=True)
-            return pipe.engine, style, {"kind": "upload", "upload": spec["upload"]}
+            return self._parts()[1], style, {"kind": "upload", "upload": spec["upload"]}
         m = self.model(spec["model"])
         pipe = self._pipeline(m)
         art = pipe.paint(spec["seed"], style_size=size, callback=cb)
@@ -322,9 +331,9 @@ class Studio:
     @staticmethod
     def _save_result(out: Path, i: int, result: torch.Tensor, photo: Any, params: dict[str, Any]) -> None:
         from canstyle.fsutil import atomic_write_bytes
-        from canstyle.nst.losses import resize_to
+        from canstyle.imageio import alpha_for
 
-        alpha = None if photo.alpha is None else resize_to(photo.alpha, tuple(result.shape[-2:]))
+        alpha = alpha_for(photo, result)
         # The thumbnail first: once result_<i>.png exists, the result counts as finished.
         atomic_write_bytes(out / f"result_{i}.thumb.jpg", jpeg_bytes(result, THUMB))
         save_image(result, out / f"result_{i}.png", params, alpha=alpha, overwrite=True)

@@ -1,0 +1,109 @@
+"""The Pipeline as assembled parts: a CAN generator, an SR upscaler and a VGG engine.
+
+A pipeline built from parts must paint exactly what ``from_checkpoint`` paints; swapping the
+CAN must reuse the same SR and VGG objects; the studio keeps one engine for every CAN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from canstyle.can.generate import CanGenerator, save_generator
+from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
+from canstyle.errors import CanstyleError
+from canstyle.pipeline import CAN_SR_MODEL, Pipeline
+from canstyle.progress import Progress
+
+
+def _tiny_can(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
+    g = Generator(cfg).eval()
+    refresh_bn_stats(g)
+    g.eval()
+    with torch.no_grad():
+        g.body[-2].weight.mul_(20)  # DCGAN init paints flat grey; a louder last layer gives seeds a look
+    return save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], path)
+
+
+@pytest.fixture(scope="module")
+def cans(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("cans")
+    return _tiny_can(d / "one.safetensors", 0), _tiny_can(d / "two.safetensors", 1)
+
+
+@pytest.fixture(scope="module")
+def pipe(cans: tuple[Path, Path]) -> Pipeline:
+    return Pipeline.from_checkpoint(cans[0], features="vgg16", device="cpu", precision="fp32")
+
+
+def test_parts_paint_what_from_checkpoint_paints(pipe: Pipeline, cans: tuple[Path, Path]) -> None:
+    from canstyle.nst.stylize import StyleTransfer
+    from canstyle.sr.upscaler import Upscaler
+
+    built = Pipeline(generator=CanGenerator.load(cans[0]), upscaler=Upscaler(CAN_SR_MODEL, "cpu", "fp32"),
+                     engine=StyleTransfer("vgg16", "cpu", "fp32"))
+    photo = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(3))
+    kw = {"art_seed": 5, "size": 64, "min_scale": 64, "iterations": 3, "style_size": 128}
+    a = pipe(photo, generator=torch.Generator().manual_seed(0), **kw)
+    b = built(photo, generator=torch.Generator().manual_seed(0), **kw)
+    assert torch.equal(a.artwork.art, b.artwork.art) and torch.equal(a.artwork.style, b.artwork.style)
+    assert torch.allclose(a.images[0], b.images[0], atol=1e-6)
+
+
+def test_with_generator_swaps_the_can_and_shares_sr_and_vgg(pipe: Pipeline, cans: tuple[Path, Path]) -> None:
+    other = pipe.with_generator(CanGenerator.load(cans[1]))
+    assert other.engine is pipe.engine and other.upscaler is pipe.upscaler
+    assert other.checkpoint == cans[1] and pipe.checkpoint == cans[0]
+    a, b = pipe.paint(7, style_size=64), other.paint(7, style_size=64)
+    assert (a.art - b.art).abs().mean() > 0.02  # another CAN, another painting for the same seed
+    assert torch.equal(pipe.paint(7, style_size=64).art, a.art)  # the first pipeline is untouched
+
+
+def test_generate_reports_progress_like_every_long_call(pipe: Pipeline) -> None:
+    seen: list[Progress] = []
+    images = pipe.generator(list(range(5)), batch=2, callback=seen.append)
+    assert images.shape == (5, 3, 64, 64)
+    assert [(p.stage, p.step, p.total) for p in seen] == [("generate", 2, 5), ("generate", 4, 5), ("generate", 5, 5)]
+
+
+def test_options_are_typed_and_checked(pipe: Pipeline) -> None:
+    from canstyle.nst.plan import StylizeOptions
+
+    with pytest.raises(TypeError, match="no_such_knob"):
+        pipe(torch.rand(1, 3, 32, 32), art_seed=1, no_such_knob=3)
+    with pytest.raises(CanstyleError):
+        pipe(torch.rand(1, 3, 32, 32), art_seed=1, options=StylizeOptions(size=64), lr=-1.0)
+
+
+def test_studio_keeps_one_engine_and_upscaler_for_every_can(tmp_path: Path, cans: tuple[Path, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import canstyle.nst.stylize as stylize_mod
+    import canstyle.sr.upscaler as upscaler_mod
+    from canstyle.web.studio import Studio
+
+    built = {"engine": 0, "upscaler": 0}
+
+    def counting(cls: type, key: str) -> type:
+        class Counted(cls):  # type: ignore[misc, valid-type]
+            def __init__(self, *a: object, **k: object) -> None:
+                built[key] += 1
+                super().__init__(*a, **k)
+        return Counted
+
+    monkeypatch.setattr(stylize_mod, "StyleTransfer", counting(stylize_mod.StyleTransfer, "engine"))
+    monkeypatch.setattr(upscaler_mod, "Upscaler", counting(upscaler_mod.Upscaler, "upscaler"))
+    models = tmp_path / "models"
+    models.mkdir()
+    for p in cans:
+        (models / p.name).write_bytes(p.read_bytes())
+    studio = Studio(tmp_path / "out", models, features="vgg16", device="cpu", precision="fp32")
+    pipes = [studio._pipeline(studio.model(m)) for m in ("one.safetensors", "two.safetensors", "default",
+                                                         "one.safetensors")]
+    assert built == {"engine": 1, "upscaler": 1}  # four jobs over three CANs: one VGG, one SR
+    assert len({id(p.engine) for p in pipes}) == 1 and len({id(p.upscaler) for p in pipes}) == 1
+    assert pipes[0].generator is pipes[3].generator  # a CAN used again is not loaded again
+    assert pipes[0].checkpoint != pipes[1].checkpoint
