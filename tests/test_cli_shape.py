@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +54,34 @@ def test_features_flag_is_one_definition() -> None:
 @pytest.mark.parametrize("module", PAINTING_COMMANDS)
 def test_features_flag_in_help(module: str) -> None:
     assert "--features {auto,vgg19,vgg16}" in _parser(module).format_help()
+
+
+def test_evaluate_flags_come_from_eval_options() -> None:
+    import dataclasses
+
+    from canstyle.can.evaluate import EvalOptions
+
+    p = _parser("canstyle.can.evaluate_cli")
+    defaults = EvalOptions()
+    flagged = {f.name for f in dataclasses.fields(EvalOptions) if "help" in f.metadata}
+    assert flagged == {"holdout", "classifier_size", "seed"}  # the others are the judge's internals
+    for name in flagged:
+        action = _action(p, "--" + name.replace("_", "-"))
+        assert action.default == getattr(defaults, name) and action.help
+    assert not any("--image-size" in a.option_strings or "--epochs" in a.option_strings for a in p._actions)
+    args = p.parse_args(["run", "--data", "d", "--holdout", "0.3", "--seed", "7"])
+    assert (args.holdout, args.classifier_size, args.seed) == (0.3, defaults.classifier_size, 7)
+    with pytest.raises(SystemExit):
+        p.parse_args(["run", "--data", "d", "--seed", "-1"])  # seeds are checked like every seed flag
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--holdout", "1.5"), ("--classifier-size", "16")])
+def test_evaluate_options_are_checked_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str
+) -> None:
+    from canstyle.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"), flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and flag in err, err

@@ -73,15 +73,23 @@ def _field_type(tp: Any) -> Any:
     return {int: _int}.get(tp, tp)
 
 
+# Field types beyond the annotation, named in a field's metadata as ``kind`` (the library
+# cannot import argparse types from here).
+KINDS: dict[str, Any] = {"seed": seed_type}
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--field-name`` flag per dataclass field, with its default and help."""
+    """One ``--field-name`` flag per dataclass field with help text, with its default and help.
+
+    A field without ``help`` in its metadata is internal (set by the library, not the user).
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in skip or "help" not in f.metadata:
             continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        kind = _field_type(hints[f.name])
-        kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata.get("help", ""), "dest": f.name}
+        kind = KINDS[f.metadata["kind"]] if "kind" in f.metadata else _field_type(hints[f.name])
+        kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata["help"], "dest": f.name}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

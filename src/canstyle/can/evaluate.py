@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,26 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 FEATURE_VERSION = 1
 
 
+def _opt(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass
 class EvalOptions:
-    image_size: int = 64  # the generator's resolution; reals are brought to it first
-    classifier_size: int = 128  # VGG input side
-    holdout: float = 0.2
+    """The judge's knobs; the ``canstyle evaluate`` flags are generated from the fields with help."""
+
+    image_size: int = 64  # the generator's resolution (set from the samples); reals are brought to it first
+    holdout: float = _opt(0.2, "fraction of each style held out from the classifier")
+    classifier_size: int = _opt(128, "classifier input side in pixels")
     crops_per_image: int = 3  # random multi-scale crops per training painting for the head
     epochs: int = 300  # full-batch Adam steps for the head
-    seed: int = 0
+    seed: int = _opt(0, "seed of the held-out split and classifier", kind="seed")
+
+    def validate(self) -> None:
+        if not 0 < self.holdout < 1:
+            raise CanstyleError("--holdout must be in (0, 1)")
+        if not 32 <= self.classifier_size <= 1024:
+            raise CanstyleError("--classifier-size must be between 32 and 1024 pixels")
 
 
 class StyleHead(nn.Module):
@@ -365,6 +377,7 @@ def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[
     from canstyle.weights import home
 
     opts = opts or EvalOptions()
+    opts.validate()
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     fake, gen_classes, preset = load_samples(Path(src), n, dev)

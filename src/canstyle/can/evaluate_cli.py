@@ -7,12 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-from canstyle.cliutil import device_type, seed_type
+from canstyle.cliutil import add_dataclass_args, dataclass_from_args, device_type
 
 log = logging.getLogger("canstyle")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from canstyle.can.evaluate import EvalOptions
     from canstyle.device import DEVICES, PRECISIONS
 
     p.add_argument("samples", type=Path,
@@ -23,14 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=256, help="samples to draw from a generator (seeds 0..n-1)")
     p.add_argument("--styles", default="", help="styles for a folder of samples (a generator knows its own)")
     p.add_argument("--min-images", type=int, default=0, help="drop styles with fewer images (folder of samples)")
-    p.add_argument("--holdout", type=float, default=0.2, help="fraction of each style held out from the classifier")
-    p.add_argument("--classifier-size", type=int, default=128, help="classifier input side in pixels")
+    add_dataclass_args(p, EvalOptions)
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this file (default: none)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",
                    help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
-    p.add_argument("--seed", type=seed_type, default=0, help="seed of the held-out split and classifier")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,13 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.errors import CanstyleError
     from canstyle.fsutil import atomic_write_bytes, check_writable
 
-    if args.n < 2 or not 0 < args.holdout < 1:
-        raise CanstyleError("-n must be at least 2 and --holdout in (0, 1)")
-    if not 32 <= args.classifier_size <= 1024:
-        raise CanstyleError("--classifier-size must be between 32 and 1024 pixels")
+    if args.n < 2:
+        raise CanstyleError("-n must be at least 2")
+    opts = dataclass_from_args(EvalOptions, args)
+    opts.validate()
     if args.json:
         check_writable(args.json, args.overwrite)  # before the minutes of work, not after
-    opts = EvalOptions(classifier_size=args.classifier_size, holdout=args.holdout, seed=args.seed)
     res = evaluate(args.samples, args.data, n=args.n, styles=parse_styles(args.styles),
                    min_images=args.min_images, opts=opts, device=args.device, precision=args.precision)
     text = json.dumps(res, indent=1)
