@@ -25,6 +25,7 @@ from canstyle.cli import main
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_rgb, read_metadata
 from canstyle.weights import read_metadata as st_metadata
+from tests.helpers import assert_fails_cleanly
 from tests.test_can_data import make_folders
 
 
@@ -72,7 +73,7 @@ def test_each_seed_is_independent_of_the_batch(run: tuple[Path, Path]) -> None:
         seed_noise(1, 100, truncation=float("nan"))  # NaN compares false with everything
 
 
-def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, run_dir = run
     out = tmp_path / "gen"
     assert main(["generate", str(run_dir), "-n", "3", "--seeds", "5-7", "-o", str(out), "--grid"]) == 0
@@ -80,8 +81,8 @@ def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path) -> None
     meta = read_metadata(out / "seed0007.png")
     assert meta["seed"] == 7 and meta["command"] == "generate" and meta["classes"][0] == "Baroque"
     assert load_rgb(out / "seed0007.png").shape == (1, 3, 64, 64)
-    with pytest.raises(SystemExit):  # no silent overwrite
-        main(["generate", str(run_dir), "--seeds", "7", "-o", str(out)])
+    assert_fails_cleanly(capsys, ["generate", str(run_dir), "--seeds", "7", "-o", str(out)],
+                         "output exists", "seed0007.png")  # no silent overwrite
     assert main(["export", str(run_dir), "-o", str(tmp_path / "e.safetensors")]) == 0
     assert load_generator(tmp_path / "e.safetensors")[2] == ["Baroque", "Impressionism", "Ukiyo_e"]
 
@@ -135,10 +136,7 @@ def test_cli_bad_inputs_fail_early(run: tuple[Path, Path], tmp_path: Path, capsy
         (["generate", str(run_dir / "config.json"), "-o", str(tmp_path / "o")], "cannot read checkpoint"),
     ]
     for argv, match in cases:
-        with pytest.raises(SystemExit) as e:
-            main(argv)
-        err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and "\n" not in err and match in err, (argv, err)
+        assert_fails_cleanly(capsys, argv, match)
     assert report.read_text() == "{}" and not (tmp_path / "o").exists()
 
 

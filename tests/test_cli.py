@@ -9,6 +9,7 @@ from PIL import Image
 
 from canstyle.cli import main
 from canstyle.imageio import load_image, read_metadata
+from tests.helpers import assert_fails_cleanly, assert_one_line_error
 
 from .conftest import EXAMPLES
 from .test_imageio import _png_header_only
@@ -17,52 +18,43 @@ STYLE = str(EXAMPLES / "starry_night.jpg")
 FAST = ["--size", "32", "--iterations", "3", "--coarse-iterations", "0", "--quiet", "--seed", "1"]
 
 
-def _fails_cleanly(capsys, argv, match):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2
-    assert "\n" not in err and "Traceback" not in err, err
-    assert match in err, err
-
-
 def test_missing_file(capsys, tmp_path):
-    _fails_cleanly(capsys, ["stylize", str(tmp_path / "no.jpg"), STYLE, "-o", str(tmp_path / "o.png")], "no such file")
+    assert_fails_cleanly(capsys, ["stylize", str(tmp_path / "no.jpg"), STYLE, "-o", str(tmp_path / "o.png")], "no such file")
 
 
 def test_text_file_named_jpg(capsys, tmp_path):
     p = tmp_path / "photo.jpg"
     p.write_text("not a jpeg")
-    _fails_cleanly(capsys, ["stylize", str(p), STYLE, "-o", str(tmp_path / "o.png")], "not an image")
+    assert_fails_cleanly(capsys, ["stylize", str(p), STYLE, "-o", str(tmp_path / "o.png")], "not an image")
 
 
 def test_truncated_jpeg(capsys, tmp_path):
     p = tmp_path / "t.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(p)
     p.write_bytes(p.read_bytes()[:400])
-    _fails_cleanly(capsys, ["stylize", str(p), STYLE, "-o", str(tmp_path / "o.png")], "image")
+    assert_fails_cleanly(capsys, ["stylize", str(p), STYLE, "-o", str(tmp_path / "o.png")], "image")
 
 
 def test_huge_header(capsys, tmp_path):
     p = tmp_path / "bomb.png"
     _png_header_only(p, 40000, 40000)
-    _fails_cleanly(capsys, ["stylize", STYLE, str(p), "-o", str(tmp_path / "o.png")], "too large")
+    assert_fails_cleanly(capsys, ["stylize", STYLE, str(p), "-o", str(tmp_path / "o.png")], "too large")
 
 
 def test_existing_output(capsys, tmp_path):
     out = tmp_path / "o.png"
     out.write_bytes(b"keep me")
-    _fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(out)], "exists")
+    assert_fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(out)], "exists")
     assert out.read_bytes() == b"keep me"
 
 
 def test_unknown_features(capsys, tmp_path):
-    _fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(tmp_path / "o.png"), "--features", "alexnet"],
-                   "invalid choice")
+    assert_fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(tmp_path / "o.png"), "--features", "alexnet"],
+                         "invalid choice")
 
 
 def test_size_zero(capsys, tmp_path):
-    _fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(tmp_path / "o.png"), "--size", "0"], "--size")
+    assert_fails_cleanly(capsys, ["stylize", STYLE, STYLE, "-o", str(tmp_path / "o.png"), "--size", "0"], "--size")
 
 
 @pytest.mark.parametrize("command", ["demo", "create", "stylize", "upscale", "train-sr", "eval-sr",
@@ -79,7 +71,7 @@ def test_help_shows_each_default_once(capsys, command):
 
 
 def test_unknown_command(capsys):
-    _fails_cleanly(capsys, ["paint"], "invalid choice")
+    assert_fails_cleanly(capsys, ["paint"], "invalid choice")
 
 
 def test_one_pixel_content_is_handled(tmp_path):
@@ -130,7 +122,7 @@ def test_cli_subprocess_end_to_end(tmp_path):
     assert load_image(out).rgb.shape == (1, 3, 36, 64)
     bad = subprocess.run([sys.executable, "-m", "canstyle", "stylize", "nope.jpg", STYLE, "-o", str(tmp_path / "x.png")],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.strip() == "canstyle: error: no such file: nope.jpg"
+    assert assert_one_line_error(bad.returncode, bad.stderr) == "canstyle: error: no such file: nope.jpg"
 
 
 @pytest.fixture
@@ -143,7 +135,7 @@ def square(tmp_path):
 
 @pytest.mark.parametrize("seed", ["99999999999999999999", str(2**63), "-1", "x"])
 def test_out_of_range_seed(capsys, tmp_path, square, seed):
-    _fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(tmp_path / "o.png"), *FAST, "--seed", seed], "--seed")
+    assert_fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(tmp_path / "o.png"), *FAST, "--seed", seed], "--seed")
 
 
 def test_seed_type_bounds():
@@ -163,7 +155,7 @@ def test_seed_type_bounds():
                                    ["--style-weights", "nan"]])
 def test_non_finite_or_bad_float_options(capsys, tmp_path, square, flags):
     out = tmp_path / "o.png"
-    _fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), *FAST, *flags], flags[-2])
+    assert_fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), *FAST, *flags], flags[-2])
     assert not out.exists()
 
 
@@ -173,7 +165,7 @@ def test_snapshots_are_never_overwritten_silently(capsys, tmp_path, square):
     out, snap = folder / "o5.png", folder / "o5.step00002.png"
     snap.write_bytes(b"keep me")
     argv = ["stylize", square, STYLE, "-o", str(out), "--save-every", "1", *FAST]
-    _fails_cleanly(capsys, argv, "exists")
+    assert_fails_cleanly(capsys, argv, "exists")
     assert snap.read_bytes() == b"keep me" and not out.exists()  # checked before any work
     assert main([*argv, "--overwrite"]) == 0
     assert read_metadata(snap)["step"] == 2

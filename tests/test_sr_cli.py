@@ -13,6 +13,7 @@ from canstyle.imageio import read_metadata
 from canstyle.sr.data import list_images
 from canstyle.sr.evaluate import make_lr, mod_crop, pil_to_tensor
 from canstyle.sr.metrics import psnr_y
+from tests.helpers import assert_fails_cleanly
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SET5 = SHARED / "sr-bench" / "Set5"
@@ -50,7 +51,7 @@ def test_upscale_256_png_to_512_with_the_default_model(tmp_path: Path) -> None:
     assert meta["command"] == "upscale" and meta["scale"] == 2 and meta["device"] == "cpu"
 
 
-def test_grey_rgba_tiny_and_folder_inputs(tmp_path: Path) -> None:
+def test_grey_rgba_tiny_and_folder_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
     src.mkdir()
     painting((20, 14)).convert("L").save(src / "grey.png")
@@ -70,7 +71,7 @@ def test_grey_rgba_tiny_and_folder_inputs(tmp_path: Path) -> None:
     with Image.open(tmp_path / "out" / "dot_x4.png") as im:
         assert im.size == (4, 4)
         assert np.abs(np.asarray(im, dtype=np.float32) - [200, 30, 30]).max() < 12
-    assert exit_code(argv) == 2  # outputs exist: never overwritten silently
+    assert_fails_cleanly(capsys, argv, "exists")  # outputs exist: never overwritten silently
 
 
 @pytest.mark.parametrize(
@@ -91,9 +92,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     subst = {"EMPTY": tmp_path / "empty", "IMG": tmp_path / "img.png", "NOTIMG": tmp_path / "notimg.png",
              "missing.png": tmp_path / "missing.png"}
     argv = ["upscale", *[str(subst.get(a, a)) for a in args], "-o", str(tmp_path / "o"), "-q"]
-    assert exit_code(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
+    assert_fails_cleanly(capsys, argv, message)
 
 
 @pytest.mark.parametrize("command", ["upscale", "train-sr", "eval-sr"])
@@ -150,9 +149,8 @@ def test_truncated_weights_are_a_one_line_error(tmp_path: Path, capsys: pytest.C
                                                 command: str) -> None:
     painting((24, 24)).save(tmp_path / "img.png")
     argv = [command, str(tmp_path / "img.png"), "--model", str(truncated_weights(tmp_path)), "-q"]
-    assert exit_code([*argv, *(["-o", str(tmp_path / "o")] if command == "upscale" else [])]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "trunc.safetensors" in err and len(err.splitlines()) == 1
+    assert_fails_cleanly(capsys, [*argv, *(["-o", str(tmp_path / "o")] if command == "upscale" else [])],
+                         "trunc.safetensors")
 
 
 def test_eval_sr_json_is_not_overwritten_silently(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,9 +158,7 @@ def test_eval_sr_json_is_not_overwritten_silently(tmp_path: Path, capsys: pytest
     report = tmp_path / "scores.json"
     report.write_text("keep me")
     argv = ["eval-sr", str(tmp_path / "p0.png"), "--model", "photo", "--json", str(report)]
-    assert exit_code(argv) == 2
-    out, err = capsys.readouterr()
-    assert "exists" in err and "p0.png" not in out  # refused before scoring anything
+    assert_fails_cleanly(capsys, argv, "exists", stdout_lacks="p0.png")  # refused before scoring anything
     assert report.read_text() == "keep me"
     assert main([*argv, "--overwrite"]) == 0
     assert '"model": "photo"' in report.read_text()
@@ -173,7 +169,6 @@ def test_a_bad_file_in_a_batch_fails_before_any_output(tmp_path: Path, capsys: p
     src.mkdir()
     painting((16, 16)).save(src / "a.png")
     (src / "b.png").write_text("not an image")
-    assert exit_code(["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "photo", "-q"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not an image" in err and "b.png" in err and len(err.splitlines()) == 1
+    assert_fails_cleanly(capsys, ["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "photo", "-q"],
+                         "not an image", "b.png")
     assert not (tmp_path / "out").exists()  # a_x2.png was not made

@@ -16,6 +16,7 @@ from canstyle.sr.data import make_pairs, random_crops
 from canstyle.sr.train import TrainOptions, train
 from canstyle.sr.upscaler import Upscaler
 from canstyle.sr.zoo import load_model
+from tests.helpers import assert_fails_cleanly
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -94,22 +95,17 @@ def test_pairs_align_lr_and_hr() -> None:
     assert torch.equal(lr, lr.mul(255).round().div(255))  # LR is 8-bit like a real image
 
 
-def test_bad_training_setups_are_user_errors(images: list[Path], tmp_path: Path) -> None:
+def test_bad_training_setups_are_user_errors(images: list[Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(CanstyleError, match="patch"):
         train(images, tmp_path, TrainOptions(**{**OPTS, "patch": 14}), device="cpu")
     with pytest.raises(CanstyleError, match="at least"):
         train(images, tmp_path, TrainOptions(**{**OPTS, "patch": 64}), device="cpu")
     with pytest.raises(CanstyleError, match="no SR run"):
         train(images, tmp_path / "none", TrainOptions(**OPTS), resume="latest")
-    assert main_code(["train-sr", "--out", str(tmp_path / "x")]) == 2
-    assert main_code(["train-sr", str(images[0]), "--init", "bogus", "--out", str(tmp_path)]) == 2
-
-
-def main_code(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
+    assert_fails_cleanly(capsys, ["train-sr", "--out", str(tmp_path / "x")], "give training images")
+    assert_fails_cleanly(capsys, ["train-sr", str(images[0]), "--init", "bogus", "--out", str(tmp_path)],
+                         "unknown SR model 'bogus'")
 
 
 def test_bad_train_sr_flags_fail_before_making_a_run_folder(images: list[Path], tmp_path: Path,
@@ -127,9 +123,7 @@ def test_bad_train_sr_flags_fail_before_making_a_run_folder(images: list[Path], 
                            (["--init", str(truncated_weights(tmp_path)), "--patch", "40"], "trunc.safetensors"),
                            (["--lr", "inf"], "--lr"), (["--lr", "nan"], "--lr"),
                            (["--seed", "99999999999999999999"], "--seed")]:
-        assert main_code([*base, *flags]) == 2, flags
-        err = capsys.readouterr().err.strip()
-        assert message in err and len(err.splitlines()) == 1, (flags, err)
+        assert_fails_cleanly(capsys, [*base, *flags], message)
         assert not out.exists() or not any(out.iterdir()), flags
 
 
@@ -139,9 +133,8 @@ def test_resuming_a_can_checkpoint_is_a_one_line_error(tmp_path: Path, capsys: p
     (run / "config.json").write_text(json.dumps({"images": 6, "preset": 64}))
     ckpt = run / "checkpoints" / "step00000006.pt"
     ckpt.write_bytes(b"not read")
-    assert main_code(["train-sr", "--resume", str(ckpt), "--out", str(tmp_path / "runs")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "not a train-sr run or checkpoint" in err and len(err.splitlines()) == 1
+    assert_fails_cleanly(capsys, ["train-sr", "--resume", str(ckpt), "--out", str(tmp_path / "runs")],
+                         "not a train-sr run or checkpoint")
 
 
 def _steps(run: Path) -> list[int]:

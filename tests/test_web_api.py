@@ -29,6 +29,7 @@ from canstyle.can.models import Generator, ModelConfig  # noqa: E402
 from canstyle.imageio import read_metadata  # noqa: E402
 from canstyle.web.app import create_app  # noqa: E402
 from canstyle.web.jobs import INTERRUPTED  # noqa: E402
+from tests.helpers import assert_fails_cleanly  # noqa: E402
 
 TINY = {"size": 64, "iterations": 3, "coarse_iterations": 0, "preview_every": 1}
 LONG = {"size": 64, "iterations": 2000, "coarse_iterations": 0, "preview_every": 1}
@@ -413,9 +414,7 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
     from canstyle.web.cli import lock_output
 
     held = lock_output(tmp_path / "a")
-    with pytest.raises(SystemExit) as e:
-        main(["serve", "--output", str(tmp_path / "a"), "--threads", "1"])
-    assert e.value.code == 2 and "already using" in capsys.readouterr().err
+    assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "a"), "--threads", "1"], "already using")
     held.close()
     with pytest.raises(SystemExit) as e:
         main(["serve", "--help"])
@@ -426,19 +425,13 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
 
 def test_serve_without_the_web_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from canstyle.cli import main
-
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `pip install canstyle` without [web]
-    with pytest.raises(SystemExit) as e:
-        main(["serve", "--output", str(tmp_path / "studio")])
-    assert e.value.code == 2 and "canstyle[web]" in capsys.readouterr().err
+    assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "studio")], "canstyle[web]")
 
 
 def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
-
-    from canstyle.cli import main
 
     calls: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
@@ -451,8 +444,5 @@ def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch,
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "CUDA is not available"))
     for flags, message in cases:
-        with pytest.raises(SystemExit) as e:
-            main(["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags])
-        err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and message in err and len(err.splitlines()) == 1, (flags, err)
+        assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags], message)
     assert not calls and not (tmp_path / "studio").exists()  # no server started, no folder made

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import assert_fails_cleanly
+
 pytest.importorskip("fastapi")
 
 
 def test_serve_on_a_busy_port_fails_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import canstyle.web.app as web_app
-    from canstyle.cli import main
 
     built: list[object] = []
     monkeypatch.setattr(web_app, "create_app", lambda *a, **k: built.append(a))
@@ -21,8 +22,6 @@ def test_serve_on_a_busy_port_fails_on_one_line(tmp_path: Path, capsys: pytest.C
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(SystemExit) as e:
-            main(["serve", "--output", str(tmp_path / "studio"), "--port", str(port), "--threads", "1"])
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err, err
-    assert "Traceback" not in err and not built  # failed before the models were loaded
+        assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "studio"), "--port", str(port),
+                                      "--threads", "1"], f"127.0.0.1:{port}")
+    assert not built  # failed before the models were loaded
