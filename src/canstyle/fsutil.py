@@ -17,21 +17,32 @@ UMASK = os.umask(0o022)
 os.umask(UMASK)
 
 
+def check_writable_folder(folder: str | os.PathLike[str], target: str | os.PathLike[str] | None = None) -> Path:
+    """Fail early (before loading data or weights) unless files can be made in ``folder``.
+
+    The folder itself need not exist (commands make their output folders when writing), but
+    the nearest part of it that exists must be a folder this process may write in. ``target``
+    names what was to be written there, for the message.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CanstyleError(f"{existing} is a file, not a folder, so {target or folder} cannot be written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CanstyleError(f"cannot write in {existing}")
+    return folder
+
+
 def check_writable(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Fail early (before any long computation) if ``path`` cannot be written."""
+    """Fail early (before any long computation) if the file ``path`` cannot be written."""
     p = Path(path)
     if p.is_dir():
         raise CanstyleError(f"output path is a directory: {p}")
     if p.exists() and not overwrite:
         raise CanstyleError(f"output exists: {p} (choose another name or pass --overwrite)")
-    # The folders are made when writing; the first one that exists must be a writable folder.
-    existing = p.parent if str(p.parent) else Path(".")
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise CanstyleError(f"{existing} is a file, not a folder, so {p} cannot be written")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CanstyleError(f"cannot write in {existing}")
+    check_writable_folder(p.parent, target=p)
     return p
 
 

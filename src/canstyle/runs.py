@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from canstyle.errors import CanstyleError, first_line
-from canstyle.fsutil import atomic_write
+from canstyle.fsutil import atomic_write, check_writable_folder
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -57,6 +57,13 @@ def new_run_dir(out: str | os.PathLike[str], tag: str) -> Path:
         except FileExistsError:
             continue
     raise CanstyleError(f"could not make a run folder in {out}")
+
+
+def check_run_writable(out: str | os.PathLike[str], resume: str | None, kind: str) -> Path:
+    """Fail early, before data or weights load, unless a trainer can write its run: the resumed
+    one (see ``resolve_resume``), or a new one under ``out``. Returns that folder."""
+    folder = resolve_resume(resume, out, kind).run if resume else Path(out)
+    return check_writable_folder(folder)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import UMASK, content_fingerprint
+from canstyle.fsutil import UMASK, check_writable_folder, content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def prepare(
         raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
     for p in srcs:
         detect_layout(p)  # a missing or unknown source fails before any work
-    _check_dest(dest, overwrite)
+    check_dest(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))  # unique per build
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it owner-only; a cache is an ordinary folder
@@ -260,11 +260,13 @@ def prepare(
 CACHE_FILES = {"images.u8", "index.npy", "classes.json", "meta.json"}
 
 
-def _check_dest(dest: Path, overwrite: bool) -> None:
+def check_dest(dest: Path, overwrite: bool) -> None:
     """Refuse to build over anything but an empty folder or (with ``overwrite``) a cache: the
-    rebuild deletes the old folder, and ``-o`` may name a folder full of the user's files."""
+    rebuild deletes the old folder, and ``-o`` may name a folder full of the user's files.
+    The cache is built beside ``dest``, so its parent must be writable."""
     if dest.is_file():
         raise CanstyleError(f"{dest} is a file; give a folder for the cache")
+    check_writable_folder(dest.parent, target=dest)
     names = {p.name for p in dest.iterdir()} if dest.is_dir() else set()
     if not names:
         return
@@ -278,7 +280,7 @@ def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
     """Rename the finished cache into place. When two runs build the same cache at once (both
     arms of a comparison started together), the first one to finish wins and the other keeps it."""
     if dest.is_dir() and (overwrite or not any(dest.iterdir())):
-        _check_dest(dest, overwrite=True)  # checked again: the folder may have changed meanwhile
+        check_dest(dest, overwrite=True)  # checked again: the folder may have changed meanwhile
         shutil.rmtree(dest)
     try:
         os.replace(tmp, dest)

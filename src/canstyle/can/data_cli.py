@@ -25,10 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from canstyle.can.data import default_cache_dir, parse_styles, prepare
+    from canstyle.can.data import check_dest, default_cache_dir, parse_styles, prepare
 
     styles = parse_styles(args.styles)
     dest = args.output or default_cache_dir(args.source, args.size, styles)
+    check_dest(dest, args.overwrite)  # before the progress bar: a refusal is one line
     with tqdm(desc="prepare-data", unit="img", disable=args.quiet) as bar:
         rep = prepare(args.source, dest, size=args.size, styles=styles, overwrite=args.overwrite,
                       callback=lambda n: bar.update(n - bar.n))

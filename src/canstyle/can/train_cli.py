@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.can.train import TrainOptions, train
     from canstyle.cliutil import dataclass_from_args
     from canstyle.progress import TqdmProgress
+    from canstyle.runs import check_run_writable
 
     opts = dataclass_from_args(TrainOptions, args)
+    if not args.dry_run:  # a dry run writes nothing
+        check_run_writable(args.out, args.resume, "can")
     rank0 = int(os.environ.get("RANK", "0")) == 0
     with TqdmProgress("train", disable=args.quiet or not rank0 or args.dry_run) as bar:
         res = train(args.data or None, args.out, opts, resume=args.resume, device=args.device,

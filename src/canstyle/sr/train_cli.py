@@ -50,11 +50,13 @@ def _check_val(paths: list[Path], crop: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from canstyle.progress import TqdmProgress
+    from canstyle.runs import check_run_writable
     from canstyle.sr.data import list_images
     from canstyle.sr.train import TrainOptions, train, validator
     from canstyle.sr.zoo import check_model_name, is_weights_file
 
     opts = dataclass_from_args(TrainOptions, args)
+    check_run_writable(args.out, args.resume, "sr")
     if not is_weights_file(opts.init):
         check_model_name(opts.init)
     if args.images:

@@ -65,6 +65,7 @@ def lock_output(folder: Path) -> Any:
 def _check_args(args: argparse.Namespace) -> None:
     """Every flag, before the server starts (a bad one would otherwise surface at the first job)."""
     from canstyle.device import resolve_device, resolve_precision
+    from canstyle.fsutil import check_writable_folder
 
     if not 0 <= args.port <= 65535:
         raise CanstyleError(f"--port must be 0-65535, got {args.port}")
@@ -75,6 +76,7 @@ def _check_args(args: argparse.Namespace) -> None:
             raise CanstyleError(f"{flag} must be a positive number, got {value}")
     if args.output.exists() and not args.output.is_dir():
         raise CanstyleError(f"--output must be a folder, and {args.output} is a file")
+    check_writable_folder(args.output)  # uploads, results and the job history go there
     if args.models is not None and not args.models.is_dir():
         what = "is a file" if args.models.exists() else "does not exist"
         raise CanstyleError(f"--models must be a folder of exported CAN generators, and {args.models} {what}")
