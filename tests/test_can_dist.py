@@ -14,7 +14,7 @@ import pytest
 from canstyle.can.checkpoint import checkpoints, load_checkpoint
 from canstyle.can.data import prepare
 from canstyle.can.train import TrainOptions, train
-from tests.test_can_data import make_folders
+from tests.helpers import make_folders
 
 ARGS = ["--batch-size", "8", "--width", "0.25", "--n-samples", "4", "--seed", "11", "--precision", "fp32",
         "--log-every", "1", "--steps", "3", "--checkpoint-every", "3", "--sample-every", "3", "-q"]

@@ -25,8 +25,7 @@ from canstyle.cli import main
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_rgb, read_metadata
 from canstyle.weights import read_metadata as st_metadata
-from tests.helpers import assert_fails_cleanly
-from tests.test_can_data import make_folders
+from tests.helpers import assert_fails_cleanly, make_folders
 
 
 @pytest.fixture(scope="module")

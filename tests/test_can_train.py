@@ -18,7 +18,7 @@ from canstyle.can.checkpoint import checkpoints, load_checkpoint
 from canstyle.can.data import prepare
 from canstyle.can.train import TrainOptions, train
 from canstyle.errors import CanstyleError
-from tests.test_can_data import make_folders
+from tests.helpers import make_folders
 
 TINY = {"batch_size": 8, "width": 0.125, "n_samples": 4, "crop_min": 0.5}
 
