@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import make_app
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 EXAMPLES = REPO / "examples"
@@ -43,3 +45,33 @@ def isolated_home(tmp_path, monkeypatch):
     torch.hub.set_dir(str(tmp_path / "torch" / "hub"))
     yield tmp_path
     torch.hub.set_dir(os.path.join(os.environ.get("TORCH_HOME", ""), "hub"))
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The web studio's models folder: a tiny CAN (``tiny.safetensors``), a generator whose
+    weights do not fit its config, and files never to list (another format, a pickle, junk)."""
+    from safetensors.torch import save_file
+
+    from canstyle.can.generate import save_generator
+    from canstyle.can.models import Generator, ModelConfig
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
+    save_generator(Generator(cfg).state_dict(), cfg.to_json(), ["A", "B", "C"], d / "tiny.safetensors")
+    other = ModelConfig(preset=128, n_classes=3, width=0.125)
+    save_generator(Generator(other).state_dict(), cfg.to_json(), ["A", "B", "C"], d / "broken.safetensors")
+    save_file({"w": torch.zeros(2)}, str(d / "notacan.safetensors"), metadata={"format": "other"})
+    torch.save({"x": 1}, d / "pickle.pt")  # a pickle: must never be offered or loaded
+    (d / "junk.safetensors").write_bytes(b"\xff" * 100)  # not safetensors at all: skipped, not a 500
+    return d
+
+
+@pytest.fixture()
+def client(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
+    """A TestClient on the studio (``make_app``) with its lifespan running, so jobs run."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(tmp_path / "out", models_dir)) as c:
+        yield c

@@ -1,7 +1,8 @@
 """Plain helpers shared by test modules; the fixtures built on them live in conftest.py.
 
 Test modules import shared code from here, never from each other. Sections: the CLI's failure
-shape, synthetic art sources (the CAN data layouts) and a live uvicorn server.
+shape, small image files, synthetic art sources (the CAN data layouts), the web studio
+(app, uploads, jobs) and a live uvicorn server.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 # -- the CLI's failure shape ------------------------------------------------------------------
 # Every user error: exit code 2 and one stderr line, "canstyle: error: ..." from a failed run or
@@ -53,6 +57,22 @@ def assert_fails_cleanly(capsys: pytest.CaptureFixture[str], argv: list[str], *n
     if stdout_lacks is not None:
         assert stdout_lacks not in out, (stdout_lacks, out)
     return assert_one_line_error(e.value.code, err, *needles)
+
+
+# -- small image files ----------------------------------------------------------------------------
+def png_bytes(w: int = 90, h: int = 60, kind: str = "gradient") -> bytes:
+    """A real PNG: a gradient, incompressible ``noise`` (many bytes) or ``solid`` black (many
+    pixels in few bytes)."""
+    y, x = np.mgrid[0:h, 0:w]
+    if kind == "noise":
+        rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    elif kind == "solid":
+        rgb = np.zeros((h, w, 3), np.uint8)
+    else:
+        rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) % 40 * 6], -1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 # -- synthetic art sources: the three layouts ``prepare`` reads -----------------------------------
@@ -124,6 +144,48 @@ def make_parquet(root: Path, per_style: int = 6) -> Path:
     (root / "data").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, root / "data" / "train-00000-of-00001.parquet")
     return root
+
+
+# -- the web studio: tiny jobs (64 px, one scale, VGG16) on the ``models_dir`` fixture's CAN ------
+TINY = {"size": 64, "iterations": 3, "coarse_iterations": 0, "preview_every": 1}
+LONG = {"size": 64, "iterations": 2000, "coarse_iterations": 0, "preview_every": 1}
+MAX_BYTES, MAX_PIXELS = 300_000, 250_000
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+def make_app(out: Path, models_dir: Path, **kw: Any) -> Any:
+    """The studio app for TestClient (Host: testserver) with small upload caps; ``kw`` overrides."""
+    from canstyle.web.app import create_app
+
+    kw = {"allowed_hosts": {"testserver"}, "max_upload_bytes": MAX_BYTES, "max_upload_pixels": MAX_PIXELS,
+          **kw}
+    return create_app(out, models_dir=models_dir, features="vgg16", device="cpu", **kw)
+
+
+def upload(c: TestClient, data: bytes, kind: str = "photo") -> dict[str, Any]:
+    r = c.post(f"/api/uploads?kind={kind}", content=data, headers={"Content-Type": "image/png"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def submit(c: TestClient, photo: str, style: dict[str, Any] | None = None, **opts: Any) -> dict[str, Any]:
+    """Queue a TINY job on one photo (style: the tiny CAN's seed 3 unless given); ``opts`` override."""
+    body = {"photos": [photo], "style": style or {"model": "tiny.safetensors", "seed": 3}, "seed": 1,
+            **TINY, **opts}
+    r = c.post("/api/jobs", json=body)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def wait(c: TestClient, job_id: str, until: set[str] = TERMINAL, timeout: float = 90) -> dict[str, Any]:
+    """Poll until the job's status is in ``until`` (``{"running"}`` also waits for progress)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        job = c.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in until and (until != {"running"} or job["progress"]):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {until}: {job}")
 
 
 @contextmanager

@@ -24,30 +24,20 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from canstyle.can.generate import generate, load_generator, save_generator  # noqa: E402
-from canstyle.can.models import Generator, ModelConfig  # noqa: E402
+from canstyle.can.generate import generate, load_generator  # noqa: E402
 from canstyle.imageio import read_metadata  # noqa: E402
-from canstyle.web.app import create_app  # noqa: E402
 from canstyle.web.jobs import INTERRUPTED  # noqa: E402
-from tests.helpers import assert_fails_cleanly  # noqa: E402
-
-TINY = {"size": 64, "iterations": 3, "coarse_iterations": 0, "preview_every": 1}
-LONG = {"size": 64, "iterations": 2000, "coarse_iterations": 0, "preview_every": 1}
-MAX_BYTES, MAX_PIXELS = 300_000, 250_000
-TERMINAL = {"done", "failed", "cancelled"}
-
-
-def png_bytes(w: int = 90, h: int = 60, kind: str = "gradient") -> bytes:
-    y, x = np.mgrid[0:h, 0:w]
-    if kind == "noise":  # incompressible: many bytes
-        rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    elif kind == "solid":  # compresses to almost nothing: many pixels in few bytes
-        rgb = np.zeros((h, w, 3), np.uint8)
-    else:
-        rgb = np.stack([x * 255 // w, y * 255 // h, (x + y) % 40 * 6], -1).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
+from tests.helpers import (  # noqa: E402
+    LONG,
+    MAX_BYTES,
+    TINY,
+    assert_fails_cleanly,
+    make_app,
+    png_bytes,
+    submit,
+    upload,
+    wait,
+)
 
 
 def png_header(w: int, h: int) -> bytes:
@@ -57,59 +47,6 @@ def png_header(w: int, h: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CAN, a generator whose weights do not fit its config, and files never to list."""
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
-    save_generator(Generator(cfg).state_dict(), cfg.to_json(), ["A", "B", "C"], d / "tiny.safetensors")
-    other = ModelConfig(preset=128, n_classes=3, width=0.125)
-    save_generator(Generator(other).state_dict(), cfg.to_json(), ["A", "B", "C"], d / "broken.safetensors")
-    from safetensors.torch import save_file
-
-    save_file({"w": torch.zeros(2)}, str(d / "notacan.safetensors"), metadata={"format": "other"})
-    torch.save({"x": 1}, d / "pickle.pt")  # a pickle: must never be offered or loaded
-    (d / "junk.safetensors").write_bytes(b"\xff" * 100)  # not safetensors at all: skipped, not a 500
-    return d
-
-
-def make_app(out: Path, models_dir: Path, **kw: Any) -> Any:
-    kw = {"allowed_hosts": {"testserver"},  # TestClient's Host
-          "max_upload_bytes": MAX_BYTES, "max_upload_pixels": MAX_PIXELS, **kw}
-    return create_app(out, models_dir=models_dir, features="vgg16", device="cpu", **kw)
-
-
-@pytest.fixture()
-def client(tmp_path: Path, models_dir: Path):  # type: ignore[no-untyped-def]
-    with TestClient(make_app(tmp_path / "out", models_dir)) as c:
-        yield c
-
-
-def upload(c: TestClient, data: bytes, kind: str = "photo") -> dict[str, Any]:
-    r = c.post(f"/api/uploads?kind={kind}", content=data, headers={"Content-Type": "image/png"})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def submit(c: TestClient, photo: str, style: dict[str, Any] | None = None, **opts: Any) -> dict[str, Any]:
-    body = {"photos": [photo], "style": style or {"model": "tiny.safetensors", "seed": 3}, "seed": 1,
-            **TINY, **opts}
-    r = c.post("/api/jobs", json=body)
-    assert r.status_code == 202, r.text
-    return r.json()
-
-
-def wait(c: TestClient, job_id: str, until: set[str] = TERMINAL, timeout: float = 90) -> dict[str, Any]:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        job = c.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in until and (until != {"running"} or job["progress"]):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {until}: {job}")
 
 
 def sse_events(c: TestClient, job_id: str) -> list[dict[str, Any]]:

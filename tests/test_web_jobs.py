@@ -9,7 +9,6 @@ import json
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,9 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from canstyle.web.jobs import INTERRUPTED, JobManager  # noqa: E402
-from tests.test_web_api import TINY, make_app, models_dir, png_bytes, submit, upload, wait  # noqa: E402, F401
+from tests.helpers import TINY, make_app, png_bytes, submit, upload, wait  # noqa: E402
 
 STYLE = {"model": "tiny.safetensors", "seed": 3}
-
-
-@pytest.fixture()
-def client(tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:  # noqa: F811
-    with TestClient(make_app(tmp_path / "out", models_dir)) as c:
-        yield c
 
 
 def job_body(photos: list[str], **opts: Any) -> dict[str, Any]:
@@ -105,7 +98,7 @@ def test_cancel_keeps_the_finished_photo(client: TestClient, monkeypatch: pytest
     _assert_first_kept(client, job)
 
 
-def test_a_failing_photo_keeps_the_ones_before_it(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
+def test_a_failing_photo_keeps_the_ones_before_it(tmp_path: Path, models_dir: Path) -> None:
     c = TestClient(make_app(tmp_path / "out", models_dir))  # no lifespan yet: the job waits
     photos = _two_photos(c)
     job_id = c.post("/api/jobs", json=job_body(photos)).json()["id"]
@@ -116,7 +109,7 @@ def test_a_failing_photo_keeps_the_ones_before_it(tmp_path: Path, models_dir: Pa
         _assert_first_kept(c, job)
 
 
-def test_a_crash_keeps_the_finished_photo(tmp_path: Path, models_dir: Path,  # noqa: F811
+def test_a_crash_keeps_the_finished_photo(tmp_path: Path, models_dir: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     snapshots: list[bytes] = []
@@ -197,7 +190,7 @@ def test_one_event_stream_follows_every_job(client: TestClient) -> None:
     assert {e["id"] for e in seen if e["status"] == "done"} == {a, b}
 
 
-def test_queue_positions_when_jobs_arrive_together(tmp_path: Path, models_dir: Path,  # noqa: F811
+def test_queue_positions_when_jobs_arrive_together(tmp_path: Path, models_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     c = TestClient(make_app(tmp_path / "out", models_dir))  # no lifespan: everything stays queued
     photo = upload(c, png_bytes())["id"]

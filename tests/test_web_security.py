@@ -24,17 +24,17 @@ pytest.importorskip("fastapi")
 import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.helpers import serve_in_thread  # noqa: E402
-from tests.test_web_api import make_app, models_dir, png_bytes, submit, upload, wait  # noqa: E402, F401
+from tests.helpers import (  # noqa: E402
+    make_app,
+    png_bytes,
+    serve_in_thread,
+    submit,
+    upload,
+    wait,
+)
 
 PAINT = "/api/models/tiny.safetensors/paintings/{}.png"
 IMG_FETCH = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
-
-
-@pytest.fixture()
-def client(tmp_path: Path, models_dir: Path) -> Iterator[TestClient]:  # noqa: F811
-    with TestClient(make_app(tmp_path / "out", models_dir)) as c:
-        yield c
 
 
 def serve_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str) -> Any:
@@ -130,7 +130,7 @@ def test_cross_site_painting_gets_generate_nothing(client: TestClient) -> None:
         assert client.get(url, headers=IMG_FETCH).status_code == 403, url
 
 
-def test_concurrent_painting_generation_is_bounded(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
+def test_concurrent_painting_generation_is_bounded(tmp_path: Path, models_dir: Path) -> None:
     app = make_app(tmp_path / "out", models_dir)
 
     async def burst() -> tuple[list[int], int, float]:
@@ -150,7 +150,7 @@ def test_concurrent_painting_generation_is_bounded(tmp_path: Path, models_dir: P
 
 
 # -- 3. no server paths; damaged exports are not listed --------------------------------
-def test_damaged_models_are_not_listed_and_errors_show_no_paths(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
+def test_damaged_models_are_not_listed_and_errors_show_no_paths(tmp_path: Path, models_dir: Path) -> None:
     mine = tmp_path / "models"
     mine.mkdir()
     shutil.copy(models_dir / "tiny.safetensors", mine / "tiny.safetensors")
@@ -181,7 +181,7 @@ def test_damaged_models_are_not_listed_and_errors_show_no_paths(tmp_path: Path, 
 
 
 # -- 4. body timeout ---------------------------------------------------------------------
-def test_a_stalled_body_gets_408_via_asgi(tmp_path: Path, models_dir: Path) -> None:  # noqa: F811
+def test_a_stalled_body_gets_408_via_asgi(tmp_path: Path, models_dir: Path) -> None:
     app = make_app(tmp_path / "out", models_dir, body_timeout=0.5)
     headers = [(b"content-length", b"1000"), (b"content-type", b"application/octet-stream")]
     t0 = time.monotonic()
@@ -192,7 +192,7 @@ def test_a_stalled_body_gets_408_via_asgi(tmp_path: Path, models_dir: Path) -> N
 
 
 @pytest.fixture()
-def live_server(tmp_path: Path, models_dir: Path) -> Iterator[tuple[str, int, Any]]:  # noqa: F811
+def live_server(tmp_path: Path, models_dir: Path) -> Iterator[tuple[str, int, Any]]:
     app = make_app(tmp_path / "out", models_dir, allowed_hosts={"127.0.0.1"}, body_timeout=1.0)
     with serve_in_thread(app) as port:
         yield "127.0.0.1", port, app
@@ -209,7 +209,7 @@ def test_a_lying_content_length_is_cut_off_on_a_real_socket(live_server: tuple[s
 
 
 # -- 5. small file, big decode -------------------------------------------------------------
-def test_uploads_decode_small_and_only_once(tmp_path: Path, models_dir: Path,  # noqa: F811
+def test_uploads_decode_small_and_only_once(tmp_path: Path, models_dir: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import canstyle.imageio
 
@@ -236,7 +236,7 @@ def test_uploads_decode_small_and_only_once(tmp_path: Path, models_dir: Path,  #
 
 
 # -- 6. client disconnects ---------------------------------------------------------------------
-def test_a_disconnect_mid_upload_logs_no_traceback(tmp_path: Path, models_dir: Path,  # noqa: F811
+def test_a_disconnect_mid_upload_logs_no_traceback(tmp_path: Path, models_dir: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     app = make_app(tmp_path / "out", models_dir)
     headers = [(b"content-length", b"5000")]
