@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,44 @@ def atomic_write(
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = True) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself for a few renames in it (processes and
+    threads wait for each other; no lock file is left behind). Where flock is missing or
+    refused (not POSIX, some network filesystems) this locks nothing."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def replace_folder(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Rename folder ``new`` to ``dest``. An old ``dest`` is renamed aside first and deleted
+    after, so a reader finds the old folder or the new one (for an instant neither), never a
+    half-deleted one. Two renames are not one step: callers serialise with ``folder_lock``."""
+    new, dest = Path(new), Path(dest)
+    aside = new.with_name(new.name + ".old")
+    had_old = dest.exists()
+    if had_old:
+        os.rename(dest, aside)
+    try:
+        os.rename(new, dest)
+    except OSError:
+        if had_old:
+            os.rename(aside, dest)
+        raise
+    if had_old:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 SAMPLE_BYTES = 1 << 12

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from canstyle import fsutil
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import UMASK, check_writable_folder, content_fingerprint
+from canstyle.fsutil import UMASK, content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,14 @@ def prepare(
     size: int = 128, styles: list[str] | None = None, overwrite: bool = False,
     callback: object = None,
 ) -> PrepareReport:
-    """Convert one source or several into a cache folder ``dest`` (written beside it, then renamed)."""
-    srcs, dest = as_sources(src), Path(dest)
+    """Convert one source or several into a cache folder ``dest`` (written beside it, then renamed).
+    ``overwrite`` rebuilds the cache there now, not one that another process finishes meanwhile."""
+    return _prepare(src, Path(dest), size, styles, overwrite, callback, replaces=_stamp(Path(dest)))
+
+
+def _prepare(src: SourceArg, dest: Path, size: int, styles: list[str] | None, overwrite: bool,
+             callback: object, replaces: tuple[int, ...] | None) -> PrepareReport:
+    srcs = as_sources(src)
     if size < 8:
         raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
     for p in srcs:
@@ -247,7 +254,7 @@ def prepare(
             where = ", ".join(map(str, srcs))
             raise CanstyleError(f"no readable images in {where}" + (f" for styles {styles}" if styles else ""))
         _write_index(tmp, rows, srcs, size, skipped, bad, digest.hexdigest())
-        _publish(tmp, dest, overwrite)
+        _publish(tmp, dest, overwrite, replaces)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts = Counter(r[3] for r in rows)
@@ -266,7 +273,7 @@ def check_dest(dest: Path, overwrite: bool) -> None:
     The cache is built beside ``dest``, so its parent must be writable."""
     if dest.is_file():
         raise CanstyleError(f"{dest} is a file; give a folder for the cache")
-    check_writable_folder(dest.parent, target=dest)
+    fsutil.check_writable_folder(dest.parent, target=dest)
     names = {p.name for p in dest.iterdir()} if dest.is_dir() else set()
     if not names:
         return
@@ -276,18 +283,26 @@ def check_dest(dest: Path, overwrite: bool) -> None:
         raise CanstyleError(f"cache exists: {dest} (pass --overwrite to rebuild it)")
 
 
-def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Rename the finished cache into place. When two runs build the same cache at once (both
-    arms of a comparison started together), the first one to finish wins and the other keeps it."""
-    if dest.is_dir() and (overwrite or not any(dest.iterdir())):
-        check_dest(dest, overwrite=True)  # checked again: the folder may have changed meanwhile
-        shutil.rmtree(dest)
+def _stamp(dest: Path) -> tuple[int, ...] | None:
+    """Which finished cache is at ``dest`` (None: none, or a broken one); every build is a new folder."""
     try:
-        os.replace(tmp, dest)
+        d, m = dest.stat(), (dest / "meta.json").stat()
     except OSError:
-        if not is_cache(dest):
-            raise
-        log.info("%s was finished by another process first; using it", dest)
+        return None
+    return (d.st_dev, d.st_ino, m.st_ino, m.st_mtime_ns) if is_cache(dest) else None
+
+
+def _publish(tmp: Path, dest: Path, overwrite: bool, replaces: tuple[int, ...] | None) -> None:
+    """Rename the finished cache into place, replacing at most the cache this build set out to
+    replace (``replaces``; None: none). When two runs build one cache at once (both arms of a
+    comparison, two trainings repairing a broken cache), the first to finish wins and the other
+    uses that cache, which may be in use already. Check and rename happen under a lock."""
+    with fsutil.folder_lock(dest.parent):
+        if _stamp(dest) not in (None, replaces):
+            log.info("%s was finished by another process meanwhile; using it", dest)
+            return
+        check_dest(dest, overwrite)  # checked again: the folder may have changed meanwhile
+        fsutil.replace_folder(tmp, dest)
 
 
 def _write_index(tmp: Path, rows: list, srcs: list[Path], size: int, skipped: Counter,
@@ -374,8 +389,8 @@ def ensure_cache(src: SourceArg, size: int,
     dest = default_cache_dir(srcs, size, styles)
     if not is_cache(dest) and build:
         log.info("preparing a %dpx cache of %s in %s (once)", size, ", ".join(map(str, srcs)), dest)
-        # overwrite only a broken folder; a cache another process finishes meanwhile is kept
-        rep = prepare(srcs, dest, size=size, styles=styles, overwrite=dest.exists())
+        # overwrite only a broken folder (replaces=None): a cache another process finishes meanwhile is kept
+        rep = _prepare(srcs, dest, size, styles, overwrite=dest.exists(), callback=None, replaces=None)
         log.info("cached %d images in %d styles", rep.count, len(rep.counts))
     return dest
 
