@@ -6,11 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import make_app
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-EXAMPLES = REPO / "examples"
+from tests.helpers import EXAMPLES, SHARED, make_app
 
 if "OMP_NUM_THREADS" not in os.environ:  # respect an explicit thread budget (shared machines)
     torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -1,7 +1,7 @@
 """Plain helpers shared by test modules; the fixtures built on them live in conftest.py.
 
-Test modules import shared code from here, never from each other. Sections: the CLI's failure
-shape, small image files, synthetic art sources (the CAN data layouts), the web studio
+Test modules import shared code from here, never from each other. Sections: paths, the CLI's
+failure shape, small image files, synthetic art sources (the CAN data layouts), the web studio
 (app, uploads, jobs) and a live uvicorn server.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import re
 import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +25,12 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
+
+# -- paths -------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"  # data that sits beside the clone (CI puts it there)
+EXAMPLES = REPO / "examples"
+
 
 # -- the CLI's failure shape ------------------------------------------------------------------
 # Every user error: exit code 2 and one stderr line, "canstyle: error: ..." from a failed run or
@@ -73,6 +81,27 @@ def png_bytes(w: int = 90, h: int = 60, kind: str = "gradient") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG whose IHDR claims w x h pixels but that carries almost no data (a decompression
+    bomb's shape)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+            + chunk(b"IEND", b""))
+
+
+def truncated_weights(folder: Path) -> Path:
+    """SR weights whose header is intact but whose tensors are cut off: ``folder/trunc.safetensors``."""
+    from canstyle.sr.zoo import ART, asset_path
+
+    data = asset_path(ART).read_bytes()
+    path = folder / "trunc.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    return path
 
 
 # -- synthetic art sources: the three layouts ``prepare`` reads -----------------------------------

@@ -9,10 +9,7 @@ from PIL import Image
 
 from canstyle.cli import main
 from canstyle.imageio import load_image, read_metadata
-from tests.helpers import assert_fails_cleanly, assert_one_line_error
-
-from .conftest import EXAMPLES
-from .test_imageio import _png_header_only
+from tests.helpers import EXAMPLES, assert_fails_cleanly, assert_one_line_error, png_header
 
 STYLE = str(EXAMPLES / "starry_night.jpg")
 FAST = ["--size", "32", "--iterations", "3", "--coarse-iterations", "0", "--quiet", "--seed", "1"]
@@ -37,7 +34,7 @@ def test_truncated_jpeg(capsys, tmp_path):
 
 def test_huge_header(capsys, tmp_path):
     p = tmp_path / "bomb.png"
-    _png_header_only(p, 40000, 40000)
+    p.write_bytes(png_header(40000, 40000))
     assert_fails_cleanly(capsys, ["stylize", STYLE, str(p), "-o", str(tmp_path / "o.png")], "too large")
 
 

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 import torch
@@ -10,15 +7,7 @@ from PIL import Image
 
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_image, read_metadata, save_image
-
-
-def _png_header_only(path, w, h):
-    """A PNG whose IHDR claims w x h but carries almost no data (a decompression bomb shape)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+from tests.helpers import png_header
 
 
 def test_missing_file(tmp_path):
@@ -43,7 +32,7 @@ def test_truncated_jpeg(tmp_path):
 
 def test_decompression_bomb_header(tmp_path):
     p = tmp_path / "bomb.png"
-    _png_header_only(p, 40000, 40000)
+    p.write_bytes(png_header(40000, 40000))
     with pytest.raises(CanstyleError, match="too large"):
         load_image(p)
 

@@ -13,8 +13,7 @@ import torch
 
 from canstyle import runs
 from canstyle.errors import CanstyleError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def test_numbering_counts_from_zero_across_kinds_and_old_sr_folders(tmp_path: Path) -> None:

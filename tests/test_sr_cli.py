@@ -13,9 +13,8 @@ from canstyle.imageio import read_metadata
 from canstyle.sr.data import list_images
 from canstyle.sr.evaluate import make_lr, mod_crop, pil_to_tensor
 from canstyle.sr.metrics import psnr_y
-from tests.helpers import assert_fails_cleanly
+from tests.helpers import SHARED, assert_fails_cleanly, truncated_weights
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SET5 = SHARED / "sr-bench" / "Set5"
 needs_set5 = pytest.mark.skipif(not SET5.is_dir(), reason=f"Set5 not found at {SET5} (../shared missing)")
 
@@ -132,16 +131,6 @@ def test_photo_model_on_a_set5_crop_beats_bicubic_by_4_db() -> None:
     sr = Upscaler("photo", "cpu", "fp32")(pil_to_tensor(make_lr(hr, 2)))
     s = score_pair(hr, sr, 2, "butterfly")
     assert s.psnr > s.bicubic_psnr + 4.0
-
-
-def truncated_weights(tmp_path: Path) -> Path:
-    """SR weights whose header is intact but whose tensors are cut off."""
-    from canstyle.sr.zoo import ART, asset_path
-
-    data = asset_path(ART).read_bytes()
-    path = tmp_path / "trunc.safetensors"
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 @pytest.mark.parametrize("command", ["upscale", "eval-sr"])

@@ -16,7 +16,7 @@ from canstyle.sr.data import make_pairs, random_crops
 from canstyle.sr.train import TrainOptions, train
 from canstyle.sr.upscaler import Upscaler
 from canstyle.sr.zoo import load_model
-from tests.helpers import assert_fails_cleanly
+from tests.helpers import assert_fails_cleanly, truncated_weights
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,8 +110,6 @@ def test_bad_training_setups_are_user_errors(images: list[Path], tmp_path: Path,
 
 def test_bad_train_sr_flags_fail_before_making_a_run_folder(images: list[Path], tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from .test_sr_cli import truncated_weights
-
     (tmp_path / "text.png").write_text("not an image")
     Image.new("RGB", (12, 12)).save(tmp_path / "tiny.png")
     out = tmp_path / "runs"

@@ -6,9 +6,7 @@ Jobs are in test_web_queue.py, ``canstyle serve`` in test_web_cli.py.
 from __future__ import annotations
 
 import io
-import struct
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +17,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from canstyle.can.generate import generate, load_generator  # noqa: E402
-from tests.helpers import MAX_BYTES, make_app, png_bytes, upload  # noqa: E402
-
-
-def png_header(w: int, h: int) -> bytes:
-    """A PNG that claims w x h pixels in a few bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+from tests.helpers import MAX_BYTES, make_app, png_bytes, png_header, upload  # noqa: E402
 
 
 def test_page_static_and_openapi(client: TestClient) -> None:

@@ -26,9 +26,8 @@ uvicorn = pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from canstyle.web.app import create_app  # noqa: E402
-from tests.helpers import serve_in_thread  # noqa: E402
+from tests.helpers import REPO, serve_in_thread  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 
 
