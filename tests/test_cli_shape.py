@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from canstyle.cliutil import Formatter, OneLineParser
 from canstyle.imageio import LoadedImage, alpha_for
+from tests.helpers import assert_fails_cleanly
 
 PAINTING_COMMANDS = ("canstyle.nst.cli", "canstyle.create_cli", "canstyle.demo_cli", "canstyle.web.cli")
 
@@ -79,9 +80,5 @@ def test_evaluate_flags_come_from_eval_options() -> None:
 def test_evaluate_options_are_checked_before_any_work(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str, value: str
 ) -> None:
-    from canstyle.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["evaluate", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"), flag, value])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and flag in err, err
+    assert_fails_cleanly(capsys, ["evaluate", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"), flag, value],
+                         flag)

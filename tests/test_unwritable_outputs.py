@@ -14,9 +14,9 @@ from PIL import Image
 from canstyle.cli import main
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import check_writable, check_writable_folder
+from tests.helpers import EXAMPLES, assert_fails_cleanly
 
-REPO = Path(__file__).resolve().parents[1]
-PHOTO = str(REPO / "examples" / "giraffe.jpg")
+PHOTO = str(EXAMPLES / "giraffe.jpg")
 Argv = Callable[[Path, Path], list[str]]  # (unwritable place, scratch folder) -> canstyle argv
 
 
@@ -98,23 +98,14 @@ def loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     return calls
 
 
-def _fails_on_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err
-    assert e.value.code == 2, (argv, err)
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("canstyle: error: ") and needle in err, err
-    return err
-
-
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_output_under_a_file_fails_early(command: str, tmp_path: Path, loads: list[str],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """A path whose parent is a regular file cannot be written, even by root."""
     blocker = tmp_path / "a-file"
     blocker.write_text("keep me")
-    _fails_on_one_line(capsys, COMMANDS[command](blocker, tmp_path), "is a file, not a folder")
+    err = assert_fails_cleanly(capsys, COMMANDS[command](blocker, tmp_path), "is a file, not a folder")
+    assert err.startswith("canstyle: error: "), err  # found by the command, not by argparse
     assert loads == [] and blocker.read_text() == "keep me"
 
 
@@ -126,7 +117,8 @@ def test_output_in_a_read_only_folder_fails_early(command: str, tmp_path: Path, 
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        _fails_on_one_line(capsys, COMMANDS[command](locked, tmp_path), f"cannot write in {locked}")
+        err = assert_fails_cleanly(capsys, COMMANDS[command](locked, tmp_path), f"cannot write in {locked}")
+        assert err.startswith("canstyle: error: "), err
         assert loads == [] and list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
