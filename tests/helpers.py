@@ -67,6 +67,17 @@ def assert_fails_cleanly(capsys: pytest.CaptureFixture[str], argv: list[str], *n
     return assert_one_line_error(e.value.code, err, *needles)
 
 
+def cli_help(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    """``canstyle COMMAND --help`` in-process: SystemExit(0), nothing on stderr. Returns stdout."""
+    from canstyle.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    out, err = capsys.readouterr()
+    assert e.value.code == 0 and err == "", (e.value.code, err)
+    return out
+
+
 # -- small image files ----------------------------------------------------------------------------
 def png_bytes(w: int = 90, h: int = 60, kind: str = "gradient") -> bytes:
     """A real PNG: a gradient, incompressible ``noise`` (many bytes) or ``solid`` black (many

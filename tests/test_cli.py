@@ -9,7 +9,13 @@ from PIL import Image
 
 from canstyle.cli import main
 from canstyle.imageio import load_image, read_metadata
-from tests.helpers import EXAMPLES, assert_fails_cleanly, assert_one_line_error, png_header
+from tests.helpers import (
+    EXAMPLES,
+    assert_fails_cleanly,
+    assert_one_line_error,
+    cli_help,
+    png_header,
+)
 
 STYLE = str(EXAMPLES / "starry_night.jpg")
 FAST = ["--size", "32", "--iterations", "3", "--coarse-iterations", "0", "--quiet", "--seed", "1"]
@@ -57,10 +63,7 @@ def test_size_zero(capsys, tmp_path):
 @pytest.mark.parametrize("command", ["demo", "create", "stylize", "upscale", "train-sr", "eval-sr",
                                      "prepare-data", "train", "generate", "export", "evaluate", "serve"])
 def test_help_shows_each_default_once(capsys, command):
-    with pytest.raises(SystemExit) as e:
-        main([command, "--help"])
-    assert e.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    text = " ".join(cli_help(capsys, command).split())  # argparse wraps lines
     assert "(default: None)" not in text
     assert "(default: " in text  # defaults are shown at all
     for chunk in text.split("--")[1:]:  # one option's help each

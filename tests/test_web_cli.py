@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from tests.helpers import assert_fails_cleanly, png_bytes  # noqa: E402
+from tests.helpers import assert_fails_cleanly, cli_help, png_bytes  # noqa: E402
 
 
 def test_serve_on_a_busy_port_fails_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -57,10 +57,7 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
     held = lock_output(tmp_path / "a")
     assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "a"), "--threads", "1"], "already using")
     held.close()
-    with pytest.raises(SystemExit) as e:
-        main(["serve", "--help"])
-    assert e.value.code == 0
-    text = capsys.readouterr().out
+    text = cli_help(capsys, "serve")
     assert "--listen" in text and "(default: 7860)" in text and "(default: 127.0.0.1)" in text
 
 
