@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def example_images():
     from canstyle.imageio import load_rgb
 
     return load_rgb(EXAMPLES / "giraffe.jpg"), load_rgb(EXAMPLES / "starry_night.jpg")
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private CANSTYLE_HOME shared by one module's tests; a module asks for it with
+    ``pytestmark = pytest.mark.usefixtures("module_home")``."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANSTYLE_HOME", str(home))
+        yield home
 
 
 @pytest.fixture()

@@ -19,11 +19,7 @@ SET5 = SHARED / "sr-bench" / "Set5"
 needs_set5 = pytest.mark.skipif(not SET5.is_dir(), reason=f"Set5 not found at {SET5} (../shared missing)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _home(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANSTYLE_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_home")  # a private CANSTYLE_HOME
 
 
 def painting(size: tuple[int, int], seed: int = 0) -> Image.Image:

@@ -17,11 +17,7 @@ from canstyle.sr.ncnn import TAG_FP16, parse_param, read_model, weight_layers
 REF = Path(__file__).parent / "data" / "sr_ncnn_reference.npz"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _home(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANSTYLE_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_home")  # a private CANSTYLE_HOME
 
 
 PARAM = """7767517

@@ -18,12 +18,7 @@ from canstyle.sr.upscaler import Upscaler
 from canstyle.sr.zoo import load_model
 from tests.helpers import assert_fails_cleanly, truncated_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _home(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANSTYLE_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_home")  # a private CANSTYLE_HOME
 
 
 @pytest.fixture

@@ -11,12 +11,7 @@ from canstyle.progress import Progress
 from canstyle.sr.tiling import plan_tiles
 from canstyle.sr.upscaler import Upscaler, upscale_alpha
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _home(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANSTYLE_HOME", str(tmp_path_factory.mktemp("home")))
-        yield
+pytestmark = pytest.mark.usefixtures("module_home")  # a private CANSTYLE_HOME
 
 
 def picture(h: int, w: int, seed: int = 0) -> torch.Tensor:
