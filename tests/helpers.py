@@ -1,8 +1,8 @@
 """Plain helpers shared by test modules; the fixtures built on them live in conftest.py.
 
 Test modules import shared code from here, never from each other. Sections: paths, the CLI's
-failure shape, small image files, synthetic art sources (the CAN data layouts), the web studio
-(app, uploads, jobs) and a live uvicorn server.
+failure shape, small image files, synthetic art sources (the CAN data layouts), a tiny CAN, the
+web studio (app, uploads, jobs) and a live uvicorn server.
 """
 
 from __future__ import annotations
@@ -184,6 +184,33 @@ def make_parquet(root: Path, per_style: int = 6) -> Path:
     (root / "data").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, root / "data" / "train-00000-of-00001.parquet")
     return root
+
+
+# -- a tiny CAN ----------------------------------------------------------------------------------
+def tiny_generator(seed: int = 0) -> tuple[Any, Any]:
+    """A random 64 px CAN generator (width 1/8, three styles) in eval mode, and its ModelConfig.
+    DCGAN init paints flat grey: real BN statistics and a louder last layer make seeds distinct.
+    Deterministic for a given seed (the pinned outputs rely on it)."""
+    import torch
+
+    from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
+    g = Generator(cfg).eval()
+    refresh_bn_stats(g)
+    g.eval()
+    with torch.no_grad():
+        g.body[-2].weight.mul_(20)
+    return g, cfg
+
+
+def save_tiny_can(path: Path, seed: int = 0) -> Path:
+    """``tiny_generator(seed)`` saved as a CAN generator file (styles A, B, C) at ``path``."""
+    from canstyle.can.generate import save_generator
+
+    g, cfg = tiny_generator(seed)
+    return save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], path)
 
 
 # -- the web studio: tiny jobs (64 px, one scale, VGG16) on the ``models_dir`` fixture's CAN ------

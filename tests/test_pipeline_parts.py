@@ -11,28 +11,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from canstyle.can.generate import CanGenerator, save_generator
-from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
+from canstyle.can.generate import CanGenerator
 from canstyle.errors import CanstyleError
 from canstyle.pipeline import CAN_SR_MODEL, Pipeline
 from canstyle.progress import Progress
-
-
-def _tiny_can(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
-    g = Generator(cfg).eval()
-    refresh_bn_stats(g)
-    g.eval()
-    with torch.no_grad():
-        g.body[-2].weight.mul_(20)  # DCGAN init paints flat grey; a louder last layer gives seeds a look
-    return save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], path)
+from tests.helpers import save_tiny_can
 
 
 @pytest.fixture(scope="module")
 def cans(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("cans")
-    return _tiny_can(d / "one.safetensors", 0), _tiny_can(d / "two.safetensors", 1)
+    return save_tiny_can(d / "one.safetensors", 0), save_tiny_can(d / "two.safetensors", 1)
 
 
 @pytest.fixture(scope="module")
