@@ -15,7 +15,8 @@ import json
 
 import torch
 
-from canstyle.can.evaluate import judged_samples, kid, split
+from canstyle.can.evaluate import judged_samples, split
+from canstyle.can.metrics import kid
 
 
 def kid_by_style(run: str, data: str, exclude: list[str], n: int) -> dict[str, object]:

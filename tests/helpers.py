@@ -164,7 +164,7 @@ def make_csv(root: Path, per_style: int = 6) -> Path:
 
 def make_parquet(root: Path, per_style: int = 6) -> Path:
     """One shard with the huggan/wikiart schema: image{bytes,path}, artist, genre, style (ints)."""
-    from canstyle.can.data import HUGGAN_STYLES
+    from canstyle.can.sources import HUGGAN_STYLES
 
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")

@@ -28,7 +28,7 @@ def _paintings(root: Path, per_style: int = 3) -> Path:
 def _race(monkeypatch: pytest.MonkeyPatch, build: Callable[[], object], dest: Path) -> dict[str, object]:
     """Run ``build`` in two threads that both start building before either finishes; the
     second finishes only after the first has published. Returns what the first left at ``dest``."""
-    real_decode = data._decode
+    real_decode = data.decode
     both_building = threading.Barrier(2, timeout=60)
     first_done = threading.Event()
     started: set[str] = set()
@@ -55,7 +55,7 @@ def _race(monkeypatch: pytest.MonkeyPatch, build: Callable[[], object], dest: Pa
             errors.append(e)
             first_done.set()
 
-    monkeypatch.setattr(data, "_decode", decode)
+    monkeypatch.setattr(data, "decode", decode)
     threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("first", "second")]
     for t in threads:
         t.start()

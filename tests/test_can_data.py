@@ -17,12 +17,11 @@ from canstyle.can.data import (
     Cache,
     class_weights,
     default_cache_dir,
-    detect_layout,
     ensure_cache,
-    parse_styles,
     prepare,
 )
 from canstyle.can.dataset import Batches, crop_square, diff_augment, parse_augment, select
+from canstyle.can.sources import detect_layout, parse_styles
 from canstyle.errors import CanstyleError
 from tests.helpers import (
     COLOURS,
@@ -91,7 +90,7 @@ def test_concurrent_builds_of_one_cache(tmp_path: Path, monkeypatch: pytest.Monk
     dest = default_cache_dir(src, 32, None)
     first = {}
 
-    def other_process_finishes_first(n: int) -> None:
+    def other_process_finishes_first(_: object) -> None:
         if not first:  # while this build is under way, a second one completes the same cache
             first["rep"] = prepare(src, dest, size=32)
             first["inode"] = (dest / "images.u8").stat().st_ino

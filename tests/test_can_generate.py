@@ -12,14 +12,15 @@ from PIL import Image
 
 from canstyle.can.data import Cache, prepare
 from canstyle.can.dataset import select
-from canstyle.can.evaluate import classifier_key, kid, nn_distance, norm_entropy, split
+from canstyle.can.evaluate import classifier_key, split
 from canstyle.can.generate import (
     export_generator,
-    generate,
     load_generator,
     parse_seeds,
+    sample,
     seed_noise,
 )
+from canstyle.can.metrics import kid, nn_distance, norm_entropy
 from canstyle.can.train import TrainOptions, train
 from canstyle.cli import main
 from canstyle.errors import CanstyleError
@@ -47,7 +48,7 @@ def test_export_and_load_generator(run: tuple[Path, Path], tmp_path: Path) -> No
     g1, cfg1, classes1 = load_generator(out)
     g2, cfg2, classes2 = load_generator(run_dir)  # a run folder: its newest checkpoint, EMA weights
     assert cfg1 == cfg2 and classes1 == classes2 and not g1.training
-    a, b = generate(g1, [0, 1]), generate(g2, [0, 1])
+    a, b = sample(g1, [0, 1]), sample(g2, [0, 1])
     assert a.shape == (2, 3, 64, 64) and torch.allclose(a, b, atol=1e-6)
     half = export_generator(run_dir, tmp_path / "h.safetensors", half=True)
     assert half.stat().st_size < 0.6 * out.stat().st_size
@@ -57,8 +58,8 @@ def test_export_and_load_generator(run: tuple[Path, Path], tmp_path: Path) -> No
 
 def test_each_seed_is_independent_of_the_batch(run: tuple[Path, Path]) -> None:
     g, _, _ = load_generator(run[1])
-    together = generate(g, [3, 7, 9], batch=3)
-    alone = generate(g, [7])
+    together = sample(g, [3, 7, 9], batch=3)
+    alone = sample(g, [7])
     assert torch.allclose(together[1:2], alone, atol=1e-5)
     z = seed_noise(7, 100, truncation=0.5)
     assert float(z.abs().max()) <= 0.5 and torch.equal(z, seed_noise(7, 100, truncation=0.5))
@@ -109,7 +110,7 @@ def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.Cap
 
 
 def test_balanced_pick_takes_the_smallest_style_count_of_each() -> None:
-    from canstyle.can.evaluate import balanced_pick
+    from canstyle.can.metrics import balanced_pick
 
     labels = torch.tensor([0] * 9 + [1] * 3 + [2] * 5)
     idx = balanced_pick(labels, seed=0)

@@ -10,28 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from canstyle.can.generate import generate, save_generator
-from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
+from canstyle.can.generate import sample, save_generator
+from tests.helpers import tiny_generator
 
 
 def _close(got: list[float], want: list[float], atol: float) -> None:
     assert got == pytest.approx(want, abs=atol), got
 
 
-def _tiny_can() -> tuple[Generator, ModelConfig]:
-    torch.manual_seed(0)
-    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
-    g = Generator(cfg).eval()
-    refresh_bn_stats(g)  # DCGAN init paints flat grey; real BN statistics and a louder last layer do not
-    g.eval()
-    with torch.no_grad():
-        g.body[-2].weight.mul_(20)
-    return g, cfg
-
-
 def test_can_sample() -> None:
-    g, _ = _tiny_can()
-    a = generate(g, [0, 1])
+    g, _ = tiny_generator()
+    a = sample(g, [0, 1])
     _close(a[0, :, 20, 30].tolist(), [0.857579, 0.878513, 0.098829], 1e-4)
     _close(a[1, 1, 40, 10:12].tolist(), [0.908775, 0.550366], 1e-4)
     _close([float(a.mean())], [0.480189], 1e-4)
@@ -62,7 +51,7 @@ def test_nst_after_three_steps() -> None:
 def test_pipeline(tmp_path: Path) -> None:
     from canstyle.pipeline import Pipeline
 
-    g, cfg = _tiny_can()
+    g, cfg = tiny_generator()
     path = save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], tmp_path / "tiny.safetensors")
     pipe = Pipeline.from_checkpoint(path, features="vgg16", device="cpu", precision="fp32")
     photo = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(2))

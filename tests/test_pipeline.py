@@ -15,13 +15,14 @@ import torch
 from PIL import Image
 
 from canstyle.can.generate import save_generator
-from canstyle.can.models import Generator, ModelConfig, refresh_bn_stats
+from canstyle.can.models import Generator, ModelConfig
 from canstyle.cli import main
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_rgb, read_metadata
 from canstyle.imageops import contact_sheet
 from canstyle.pipeline import Pipeline, sr_passes
 from canstyle.progress import Progress
+from tests.helpers import assert_fails_cleanly, cli_help, save_tiny_can
 
 # Tiny NST: one 64 px scale, a few L-BFGS steps.
 FAST = ["--size", "64", "--min-scale", "64", "--iterations", "4", "--features", "vgg16", "--quiet"]
@@ -29,17 +30,7 @@ FAST = ["--size", "64", "--min-scale", "64", "--iterations", "4", "--features", 
 
 @pytest.fixture(scope="module")
 def tiny_can(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(preset=64, n_classes=3, width=0.125)
-    g = Generator(cfg).eval()
-    # DCGAN init paints flat grey: real BN statistics and a louder last layer make seeds distinct.
-    refresh_bn_stats(g)
-    g.eval()
-    with torch.no_grad():
-        g.body[-2].weight.mul_(20)
-        assert g.images(torch.randn(4, 100)).std() > 0.1
-    path = tmp_path_factory.mktemp("can") / "tiny.safetensors"
-    return save_generator(g.state_dict(), cfg.to_json(), ["A", "B", "C"], path)
+    return save_tiny_can(tmp_path_factory.mktemp("can") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +45,6 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pipe(tiny_can: Path) -> Pipeline:
     return Pipeline.from_checkpoint(tiny_can, features="vgg16", device="cpu")
-
-
-def _fail(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 def test_sr_passes() -> None:
@@ -102,7 +84,8 @@ def test_call_is_seeded_and_reports_every_stage(pipe: Pipeline, photo: Path) -> 
     assert len(c.images) == 2 and not torch.equal(c.artwork.art, a.artwork.art)
 
 
-def test_create_writes_everything(tiny_can: Path, photo: Path, tmp_path: Path) -> None:
+def test_create_writes_everything(tiny_can: Path, photo: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     argv = ["create", str(photo), "-o", str(out), "--checkpoint", str(tiny_can), "--art-seed", "7",
             "--n-arts", "2", "--seed", "3", "--style-size", "128", *FAST]
@@ -121,9 +104,7 @@ def test_create_writes_everything(tiny_can: Path, photo: Path, tmp_path: Path) -
     assert read_metadata(out / "art_seed0007.png")["stage"] == "can"
     assert Image.open(out / "art_seed0007_x2.png").size == (128, 128)
     # Nothing is overwritten silently.
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
+    assert_fails_cleanly(capsys, argv, "exists")
     assert main([*argv, "--overwrite"]) == 0
 
 
@@ -143,7 +124,7 @@ def test_create_with_a_training_run_and_its_export(photo: Path, tmp_path: Path) 
     from canstyle.can.data import prepare
     from canstyle.can.generate import export_generator
     from canstyle.can.train import TrainOptions, train
-    from tests.test_can_data import make_folders
+    from tests.helpers import make_folders
 
     prepare(make_folders(tmp_path / "src", per_style=3), tmp_path / "cache", size=64)
     opts = TrainOptions(steps=2, batch_size=4, width=0.125, n_samples=4, checkpoint_every=2, sample_every=2)
@@ -162,26 +143,25 @@ def test_create_with_a_training_run_and_its_export(photo: Path, tmp_path: Path) 
 
 def test_bad_input(tiny_can: Path, photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "o")
-    err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(tmp_path / "nope.pt"), *FAST], capsys)
+    err = assert_fails_cleanly(capsys, ["create", str(photo), "-o", out, "--checkpoint", str(tmp_path / "nope.pt"), *FAST])
     assert "no such checkpoint" in err
-    err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(tiny_can), "--art-size", "256", *FAST],
-                capsys)
+    err = assert_fails_cleanly(capsys, ["create", str(photo), "-o", out, "--checkpoint", str(tiny_can), "--art-size", "256", *FAST])
     assert "preset-64" in err and "--art-size 256" in err
     text = tmp_path / "notes.jpg"
     text.write_text("not a photo")
-    err = _fail(["create", str(text), "-o", out, "--checkpoint", str(tiny_can), *FAST], capsys)
+    err = assert_fails_cleanly(capsys, ["create", str(text), "-o", out, "--checkpoint", str(tiny_can), *FAST])
     assert "not an image" in err
     # A generator file whose weights belong to another preset.
     other = ModelConfig(preset=128, n_classes=3, width=0.125)
     wrong = save_generator(Generator(other).state_dict(), ModelConfig(preset=64, n_classes=3, width=0.125).to_json(),
                            ["A", "B", "C"], tmp_path / "wrong.safetensors")
-    err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(wrong), *FAST], capsys)
+    err = assert_fails_cleanly(capsys, ["create", str(photo), "-o", out, "--checkpoint", str(wrong), *FAST])
     assert "do not match" in err
     # SR weights are not a CAN.
     from canstyle.assets import DEFAULT_CAN
 
     sr_asset = DEFAULT_CAN.with_name("sr_cunet_art.safetensors")
-    err = _fail(["create", str(photo), "-o", out, "--checkpoint", str(sr_asset), *FAST], capsys)
+    err = assert_fails_cleanly(capsys, ["create", str(photo), "-o", out, "--checkpoint", str(sr_asset), *FAST])
     assert "not a canstyle CAN generator" in err
     assert not Path(out).exists() or not any(Path(out).iterdir())
 
@@ -202,10 +182,7 @@ def test_demo_uses_the_embedded_can(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_demo_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     from canstyle.demo_cli import DEMO_ART_SEED
 
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--help"])
-    assert e.value.code == 0
-    text = capsys.readouterr().out
+    text = cli_help(capsys, "demo")
     assert "--art-seed" in text and f"(default: {DEMO_ART_SEED})" in text and "--checkpoint" in text
 
 
@@ -243,24 +220,24 @@ def test_more_bad_input_fails_before_writing(tiny_can: Path, photo: Path, tmp_pa
     thin = tmp_path / "thin.png"
     Image.new("RGB", (90, 4)).save(thin)
     base = ["--checkpoint", str(tiny_can), *FAST]
-    assert "too thin" in _fail(["create", str(photo), str(thin), "-o", str(out), *base], capsys)
+    assert_fails_cleanly(capsys, ["create", str(photo), str(thin), "-o", str(out), *base], "too thin")
     assert not out.exists()  # nothing half-written
-    assert "--seed" in _fail(["create", str(photo), "-o", str(out), "--seed", str(2**64), *base], capsys)
+    assert_fails_cleanly(capsys, ["create", str(photo), "-o", str(out), "--seed", str(2**64), *base], "--seed")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    assert "is a file" in _fail(["create", str(photo), "-o", str(afile / "sub"), *base], capsys)
+    assert_fails_cleanly(capsys, ["create", str(photo), "-o", str(afile / "sub"), *base], "is a file")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\xff" * 64)
-    assert "not a safetensors file" in _fail(
-        ["create", str(photo), "-o", str(out), "--checkpoint", str(junk), *FAST], capsys)
+    assert_fails_cleanly(capsys, ["create", str(photo), "-o", str(out), "--checkpoint", str(junk), *FAST],
+                         "not a safetensors file")
 
 
 def test_bad_stylize_options_and_seeds_fail_before_painting(tiny_can: Path, photo: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"
     base = ["create", str(photo), "-o", str(out), "--checkpoint", str(tiny_can), *FAST]
-    assert "--lr" in _fail([*base, "--optimizer", "adam", "--lr", "-1"], capsys)
-    assert "--content-weight" in _fail([*base, "--content-weight", "nan"], capsys)
-    assert "--art-seed" in _fail([*base, "--art-seed", str(2**63)], capsys)
-    assert "--art-seed" in _fail([*base, "--art-seed", str(2**63 - 1), "--n-arts", "2"], capsys)
+    assert_fails_cleanly(capsys, [*base, "--optimizer", "adam", "--lr", "-1"], "--lr")
+    assert_fails_cleanly(capsys, [*base, "--content-weight", "nan"], "--content-weight")
+    assert_fails_cleanly(capsys, [*base, "--art-seed", str(2**63)], "--art-seed")
+    assert_fails_cleanly(capsys, [*base, "--art-seed", str(2**63 - 1), "--n-arts", "2"], "--art-seed")
     assert not out.exists()  # no art_seed files left behind

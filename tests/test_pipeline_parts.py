@@ -96,3 +96,21 @@ def test_studio_keeps_one_engine_and_upscaler_for_every_can(tmp_path: Path, cans
     assert len({id(p.engine) for p in pipes}) == 1 and len({id(p.upscaler) for p in pipes}) == 1
     assert pipes[0].generator is pipes[3].generator  # a CAN used again is not loaded again
     assert pipes[0].checkpoint != pipes[1].checkpoint
+
+
+def test_one_shot_functions_keep_only_their_last_model(cans: tuple[Path, Path]) -> None:
+    import canstyle
+    from canstyle import oneshot
+
+    oneshot.forget()
+    a = canstyle.generate([3, 4], cans[0], device="cpu")
+    assert torch.equal(a, CanGenerator.load(cans[0])([3, 4]))
+    kept = oneshot._LAST["generate"][1]
+    canstyle.generate([5], cans[0], device="cpu")
+    assert oneshot._LAST["generate"][1] is kept  # the same settings reuse the model
+    b = canstyle.generate([3, 4], cans[1], device="cpu")
+    assert oneshot._LAST["generate"][1] is not kept and not torch.equal(a, b)  # replaced, not added
+    assert list(oneshot._LAST) == ["generate"]
+    up = canstyle.upscale(a[:1], 2, sr_model="photo", device="cpu", precision="fp32")
+    assert up.shape[-1] == 128 and set(oneshot._LAST) == {"generate", "upscale"}
+    oneshot.forget()

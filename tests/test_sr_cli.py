@@ -134,11 +134,11 @@ def test_eval_sr_json_is_not_overwritten_silently(tmp_path: Path, capsys: pytest
     painting((48, 40)).save(tmp_path / "p0.png")
     report = tmp_path / "scores.json"
     report.write_text("keep me")
-    argv = ["eval-sr", str(tmp_path / "p0.png"), "--model", "photo", "--json", str(report)]
+    argv = ["eval-sr", str(tmp_path / "p0.png"), "--sr-model", "photo", "--json", str(report)]
     assert_fails_cleanly(capsys, argv, "exists", stdout_lacks="p0.png")  # refused before scoring anything
     assert report.read_text() == "keep me"
     assert main([*argv, "--overwrite"]) == 0
-    assert '"model": "photo"' in report.read_text()
+    assert '"sr_model": "photo"' in report.read_text()
 
 
 def test_a_bad_file_in_a_batch_fails_before_any_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,7 +56,7 @@ def test_tile_larger_than_image_and_one_pixel() -> None:
 def test_upscale_is_close_to_the_truth_on_a_smooth_image() -> None:
     hr = picture(64, 64, seed=3)
     lr = torch.nn.functional.interpolate(hr, scale_factor=0.5, mode="bicubic", antialias=True)
-    sr = canstyle.sr.upscale(lr, scale=2, model="photo", device="cpu")
+    sr = canstyle.sr.upscale(lr, scale=2, sr_model="photo", device="cpu")
     bic = torch.nn.functional.interpolate(lr, scale_factor=2, mode="bicubic").clamp(0, 1)
     err_sr, err_bic = (sr - hr)[..., 4:-4, 4:-4].abs().mean(), (bic - hr)[..., 4:-4, 4:-4].abs().mean()
     assert err_sr < err_bic

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from canstyle.errors import CanstyleError
+from canstyle.imageops import resize_to
 from canstyle.nst import color
-from canstyle.nst.losses import resize_to
 from canstyle.nst.stylize import StylizeOptions, fit_size, style_size
 
 TINY = {"size": 64, "min_scale": 32, "coarse_iterations": 15, "iterations": 15}  # 64x36 only: the 32-px scale is too thin

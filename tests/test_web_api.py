@@ -16,7 +16,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from canstyle.can.generate import generate, load_generator  # noqa: E402
+from canstyle.can.generate import load_generator, sample  # noqa: E402
 from tests.helpers import MAX_BYTES, make_app, png_bytes, png_header, upload  # noqa: E402
 
 
@@ -155,7 +155,7 @@ def test_models_and_painting_grid(client: TestClient, models_dir: Path) -> None:
     urls = [p["url"] for p in r.json()["paintings"]]
     got = np.asarray(Image.open(io.BytesIO(client.get(urls[0]).content)).convert("RGB"))
     g = load_generator(models_dir / "tiny.safetensors")[0]
-    want = (generate(g, [5])[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    want = (sample(g, [5])[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(got, want)  # the painting is the seed's painting
     assert client.get("/api/models/tiny.safetensors/paintings/7.png").status_code == 200  # on demand
     r = client.post("/api/paintings", json={"model": "pickle.pt", "seeds": [0]})

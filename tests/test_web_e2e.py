@@ -89,6 +89,17 @@ def save_shot(data: bytes, name: str, tmp_path: Path) -> None:
     target.write_bytes(data)
 
 
+def _check_defaults_come_from_the_library(page: sync_api.Page) -> None:
+    """A fresh page shows StylizeOptions' defaults; the page itself types no numbers."""
+    from canstyle.nst.plan import StylizeOptions
+
+    opts = StylizeOptions()
+    assert page.input_value("#opt-size") == str(opts.size)
+    assert float(page.input_value("#opt-strength")) == opts.style_weight
+    assert page.input_value("#opt-quality") == opts.quality
+    assert page.text_content("#opt-strength-value") == page.input_value("#opt-strength")
+
+
 def test_browser_studio_end_to_end(server: str, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
@@ -98,6 +109,7 @@ def test_browser_studio_end_to_end(server: str, tmp_path: Path) -> None:
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/")
             page.wait_for_selector("body[data-ready='1']")
+            _check_defaults_come_from_the_library(page)
             _check_keyboard_and_names(page)
             _upload_and_pick(page)
             cancelled = _double_click_then_cancel(page)

@@ -17,6 +17,8 @@ _LAZY = {
     "StylizeOptions": "canstyle.nst.stylize",
     "upscale": "canstyle.sr.upscaler",
     "Upscaler": "canstyle.sr.upscaler",
+    "generate": "canstyle.can.generate",
+    "CanGenerator": "canstyle.can.generate",
     "Pipeline": "canstyle.pipeline",
     "PipelineOutput": "canstyle.pipeline",
     "Progress": "canstyle.progress",

@@ -15,20 +15,23 @@ from canstyle import __version__
 from canstyle.cliutil import Formatter, OneLineParser, fail
 from canstyle.errors import CanstyleError
 
-# name -> (module, one-line help). Add a stage by adding a line here.
+# name, module, one-line help. Add a stage by adding a line here.
+_TABLE = """
+demo          canstyle.demo_cli           paint the bundled photos with a CAN-made painting (offline)
+create        canstyle.create_cli         invent a painting with the CAN, upscale it, paint your photos with it
+stylize       canstyle.nst.cli            paint a photo in the style of one or more paintings (Gatys)
+upscale       canstyle.sr.cli             upscale images x2/x4/x8 with a super-resolution network
+train-sr      canstyle.sr.train_cli       fine-tune a super-resolution model on your images
+eval-sr       canstyle.sr.eval_cli        PSNR/SSIM of a super-resolution model against bicubic
+prepare-data  canstyle.can.data_cli       convert paintings into a compact training cache
+train         canstyle.can.train_cli      train a Creative Adversarial Network
+generate      canstyle.can.generate_cli   generate paintings from a CAN checkpoint
+export        canstyle.can.export_cli     export a CAN generator as small safetensors
+evaluate      canstyle.can.evaluate_cli   style-ambiguity and quality metrics of a CAN
+serve         canstyle.web.cli            the local web studio: upload photos, pick paintings, watch jobs live
+"""
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("canstyle.demo_cli", "paint the bundled photos with a CAN-made painting (offline)"),
-    "create": ("canstyle.create_cli", "invent a painting with the CAN, upscale it, paint your photos with it"),
-    "stylize": ("canstyle.nst.cli", "paint a photo in the style of one or more paintings (Gatys)"),
-    "upscale": ("canstyle.sr.cli", "upscale images x2/x4/x8 with a super-resolution network"),
-    "train-sr": ("canstyle.sr.train_cli", "fine-tune a super-resolution model on your images"),
-    "eval-sr": ("canstyle.sr.eval_cli", "PSNR/SSIM of a super-resolution model against bicubic"),
-    "prepare-data": ("canstyle.can.data_cli", "convert paintings into a compact training cache"),
-    "train": ("canstyle.can.train_cli", "train a Creative Adversarial Network"),
-    "generate": ("canstyle.can.generate_cli", "generate paintings from a CAN checkpoint"),
-    "export": ("canstyle.can.export_cli", "export a CAN generator as small safetensors"),
-    "evaluate": ("canstyle.can.evaluate_cli", "style-ambiguity and quality metrics of a CAN"),
-    "serve": ("canstyle.web.cli", "the local web studio: upload photos, pick paintings, watch jobs live"),
+    name: (module, text) for name, module, text in (line.split(None, 2) for line in _TABLE.strip().splitlines())
 }
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
-from torch.nn import functional as F
 
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import atomic_write
@@ -154,13 +153,9 @@ def alpha_for(loaded: LoadedImage, result: torch.Tensor) -> torch.Tensor | None:
     Bicubic, antialiased when shrinking, clamped to [0, 1]: the resampling style transfer
     uses for its images, so the mask lines up with the painted photo.
     """
-    if loaded.alpha is None:
-        return None
-    size = tuple(result.shape[-2:])
-    if tuple(loaded.alpha.shape[-2:]) == size:
-        return loaded.alpha
-    down = size[0] < loaded.alpha.shape[-2]
-    return F.interpolate(loaded.alpha, size=size, mode="bicubic", align_corners=False, antialias=down).clamp(0, 1)
+    from canstyle.imageops import resize_to
+
+    return None if loaded.alpha is None else resize_to(loaded.alpha, (result.shape[-2], result.shape[-1]))
 
 
 def tensor_to_pil(img: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:

@@ -193,7 +193,7 @@ class Pipeline:
         from canstyle import weights
         from canstyle.sr.zoo import is_weights_file, weight_name
 
-        sr_model = self.upscaler.model_name
+        sr_model = self.upscaler.sr_model
         sr_file = Path(sr_model) if is_weights_file(sr_model) else weights.cached_path(weight_name(sr_model))
         files = {"can": self.checkpoint, "sr": sr_file,
                  "features": weights.cached_path(self.engine.features)}
@@ -204,7 +204,7 @@ class Pipeline:
         return {
             "checkpoint": str(self.checkpoint), "preset": self.generator.config.preset,
             "art_size": self.generator.size, "classes": self.generator.classes,
-            "sr_model": self.upscaler.model_name,
+            "sr_model": self.upscaler.sr_model,
             "features": self.engine.features, "device": str(self.device),
             "precision": str(self.engine.dtype).replace("torch.", ""),
         }

@@ -16,7 +16,7 @@ import torch
 class Progress:
     stage: str  # "stylize", "upscale", "train", ...
     step: int  # steps done in the whole call (1-based after the first step)
-    total: int  # total steps planned for the whole call
+    total: int  # total steps planned for the whole call (0 = not known ahead, e.g. a stream)
     scale: int = 0  # index of the current scale (multi-scale stages)
     n_scales: int = 1
     size: tuple[int, int] = (0, 0)  # (height, width) being worked on
@@ -43,11 +43,11 @@ class TqdmProgress:
         if p.stage != self._stage or p.step < self._bar.n:
             self._stage = p.stage
             self._bar.set_description(p.stage, refresh=False)
-            self._bar.reset(total=p.total)  # also restarts the rate clock
-        if self._bar.total != p.total:
-            self._bar.total = p.total
+            self._bar.reset(total=p.total or None)  # also restarts the rate clock
+        if self._bar.total != (p.total or None):
+            self._bar.total = p.total or None
         self._bar.n = p.step
-        post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"}
+        post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"} if p.size != (0, 0) else {}
         if p.loss is not None:
             post["loss"] = f"{p.loss:.4g}"
         self._bar.set_postfix(post, refresh=False)

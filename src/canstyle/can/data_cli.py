@@ -23,16 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from canstyle.can.data import check_dest, default_cache_dir, parse_styles, prepare
+    from canstyle.can.data import check_dest, default_cache_dir, prepare
+    from canstyle.can.sources import parse_styles
+    from canstyle.progress import TqdmProgress
 
     styles = parse_styles(args.styles)
     dest = args.output or default_cache_dir(args.source, args.size, styles)
     check_dest(dest, args.overwrite)  # before the progress bar: a refusal is one line
-    with tqdm(desc="prepare-data", unit="img", disable=args.quiet) as bar:
-        rep = prepare(args.source, dest, size=args.size, styles=styles, overwrite=args.overwrite,
-                      callback=lambda n: bar.update(n - bar.n))
+    with TqdmProgress("prepare-data", disable=args.quiet) as bar:
+        rep = prepare(args.source, dest, size=args.size, styles=styles, overwrite=args.overwrite, callback=bar)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(rep.skipped.items())) or "none"
     log.info("wrote %s: %d images in %d styles; skipped: %s", dest, rep.count, len(rep.counts), skipped)
     for name, n in sorted(rep.counts.items(), key=lambda kv: -kv[1]):

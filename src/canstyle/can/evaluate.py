@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +23,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from canstyle.can.data import Cache, SourceArg, class_weights
+from canstyle.can.data import Cache, class_weights
 from canstyle.can.dataset import Selection, crop_square
-from canstyle.can.generate import resize_to
+from canstyle.can.metrics import balanced_pick, kid, nn_distance, norm_entropy
+from canstyle.can.sources import SourceArg
 from canstyle.device import autocast
 from canstyle.errors import CanstyleError
+from canstyle.imageops import resize_to
 
 log = logging.getLogger(__name__)
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -81,7 +82,8 @@ class StyleFeatures:
     def __call__(self, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
         out = []
         for i in range(0, len(images), batch):
-            x = resize_to(resize_to(images[i : i + batch], self.opts.image_size), self.opts.classifier_size)
+            x = resize_to(resize_to(images[i : i + batch], self.opts.image_size, "bilinear"), self.opts.classifier_size,
+                          "bilinear")
             with autocast(self.device, self.dtype):
                 acts = self.net(x.to(self.device), LAYERS)
             stats = []
@@ -151,54 +153,6 @@ def standardize(feats: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor) -> torc
     deciding its posterior on its own.
     """
     return ((feats.log1p() - mu) / sd).clamp(-6, 6)
-
-
-def norm_entropy(p: torch.Tensor) -> torch.Tensor:
-    k = p.shape[-1]
-    return (-(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(k)).clamp_min(0)
-
-
-def kid(x: torch.Tensor, y: torch.Tensor, subsets: int = 50, size: int = 100, seed: int = 0
-        ) -> tuple[float, float]:
-    """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-    polynomial kernel, averaged over random subsets; (mean, std).
-
-    Departure from the paper: ``evaluate`` passes features of the judge (VGG16 style statistics
-    and its head's hidden layer), not Inception-v3 pool features, which are not shipped offline
-    and were trained on photos; so values are comparable between canstyle runs, not with
-    published KIDs."""
-    g = torch.Generator().manual_seed(seed)
-    m = min(size, len(x), len(y))
-    if m < 2:
-        return float("nan"), float("nan")
-    d = x.shape[1]
-    vals = []
-    for _ in range(subsets):
-        a = x[torch.randperm(len(x), generator=g)[:m]].double()
-        b = y[torch.randperm(len(y), generator=g)[:m]].double()
-        kxx, kyy, kxy = ((a @ a.T) / d + 1) ** 3, ((b @ b.T) / d + 1) ** 3, ((a @ b.T) / d + 1) ** 3
-        off = (kxx.sum() - kxx.diag().sum() + kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
-        vals.append(float(off - 2 * kxy.mean()))
-    t = torch.tensor(vals)
-    return float(t.mean()), float(t.std())
-
-
-def balanced_pick(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Indices holding equally many items of every style present, as many as the smallest style
-    has, drawn without replacement with a fixed seed."""
-    g = torch.Generator().manual_seed(seed)
-    styles = labels.unique()
-    m = min(int((labels == c).sum()) for c in styles)
-    picks = [torch.nonzero(labels == c).flatten() for c in styles]
-    return torch.cat([p[torch.randperm(len(p), generator=g)[:m]] for p in picks]).sort().values
-
-
-def nn_distance(samples: torch.Tensor, train: torch.Tensor, side: int = 32) -> torch.Tensor:
-    """Per-sample RMS pixel distance (in [0, 1] units) to the closest training painting."""
-    a = resize_to(samples, side).flatten(1)
-    b = resize_to(train, side).flatten(1)
-    d2 = torch.cdist(a.double(), b.double()).pow(2) / a.shape[1]
-    return d2.min(1).values.sqrt().float()
 
 
 def classifier_key(cache: Cache, sel: Selection, opts: dict[str, Any]) -> str:
@@ -306,7 +260,7 @@ def fit_temperature(judge: Judge, feats: torch.Tensor, labels: torch.Tensor) -> 
 def load_samples(src: Path, n: int, device: torch.device) -> tuple[torch.Tensor, list[str] | None, int | None]:
     """Images in [0, 1] from a folder of images, or generated (seeds 0..n-1) from a CAN."""
     from canstyle.can.checkpoint import checkpoints
-    from canstyle.can.generate import generate, load_generator
+    from canstyle.can.generate import CanGenerator
     from canstyle.imageio import load_rgb
 
     if src.is_dir() and not checkpoints(src):
@@ -316,9 +270,9 @@ def load_samples(src: Path, n: int, device: torch.device) -> tuple[torch.Tensor,
             raise CanstyleError(f"{src} holds {len(files)} sample images; evaluate needs at least 2")
         imgs = [load_rgb(f) for f in files]
         side = min(min(i.shape[-2:]) for i in imgs)
-        return torch.cat([resize_to(i, side) for i in imgs]), None, None
-    g, cfg, classes = load_generator(src, device)
-    return generate(g, list(range(n))), classes, cfg.preset
+        return torch.cat([resize_to(i, side, "bilinear") for i in imgs]), None, None
+    gen = CanGenerator.load(src, device)
+    return gen(list(range(n))), gen.classes, gen.config.preset
 
 
 def metrics(judge: Judge, fake_feats: torch.Tensor, fake_px: torch.Tensor, train_px: torch.Tensor,
@@ -399,5 +353,5 @@ def evaluate(src: str | Path, data: SourceArg, n: int = 256, styles: list[str] |
     tr, held = split(j.sel, j.opts.holdout, j.opts.seed)
     train_px = center_views(j.cache, j.sel, tr, j.opts.image_size)
     held_px = center_views(j.cache, j.sel, held, j.opts.image_size)
-    return metrics(j.judge, j.feat(j.fake), resize_to(j.fake, j.opts.image_size), train_px, held_px,
+    return metrics(j.judge, j.feat(j.fake), resize_to(j.fake, j.opts.image_size, "bilinear"), train_px, held_px,
                    j.sel.classes)

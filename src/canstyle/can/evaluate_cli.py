@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from canstyle.can.data import parse_styles
     from canstyle.can.evaluate import EvalOptions, evaluate, summary
+    from canstyle.can.sources import parse_styles
     from canstyle.errors import CanstyleError
     from canstyle.fsutil import atomic_write_bytes, check_writable
 

@@ -4,7 +4,8 @@
 holds the model config, class names and training summary as JSON.
 ``load_generator`` reads that file, a training checkpoint or a run folder and
 returns ``(G, config, classes)``. ``CanGenerator`` wraps that triple as the
-pipeline's first component: ``CanGenerator.load(path)(seeds)`` paints.
+pipeline's first component: ``CanGenerator.load(path)(seeds)`` paints; ``generate``
+is the one-shot form (``canstyle.generate``) and ``sample`` the loop over a bare network.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from canstyle.can.checkpoint import find_checkpoint, load_checkpoint
 from canstyle.can.models import Generator, ModelConfig
 from canstyle.errors import CanstyleError, first_line
 from canstyle.fsutil import atomic_write
-from canstyle.imageops import make_grid, resize_to  # noqa: F401  TODO(s13): callers import from imageops
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.seeds import MAX_SEED
 
@@ -88,7 +88,7 @@ class CanGenerator:
     def __call__(self, seeds: list[int], truncation: float | None = None, *, batch: int = 32,
                  callback: ProgressCallback | None = None) -> torch.Tensor:
         """N x 3 x S x S paintings in [0, 1] (on the CPU), one per seed."""
-        return generate(self.model, seeds, truncation, batch, callback)
+        return sample(self.model, seeds, truncation, batch, callback)
 
 
 def export_generator(src: str | os.PathLike[str], out: str | os.PathLike[str], half: bool = False,
@@ -158,8 +158,8 @@ def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.
 
 
 @torch.no_grad()
-def generate(g: Generator, seeds: list[int], truncation: float | None = None, batch: int = 32,
-             callback: ProgressCallback | None = None) -> torch.Tensor:
+def sample(g: Generator, seeds: list[int], truncation: float | None = None, batch: int = 32,
+           callback: ProgressCallback | None = None) -> torch.Tensor:
     """Images N x 3 x S x S in [0, 1], one per seed; each depends only on its seed.
 
     ``callback`` gets one ``Progress("generate", done, total)`` per batch, like every long call.
@@ -173,3 +173,18 @@ def generate(g: Generator, seeds: list[int], truncation: float | None = None, ba
         if callback is not None:
             callback(Progress("generate", min(i + batch, len(seeds)), len(seeds), size=tuple(out[-1].shape[-2:])))
     return torch.cat(out)
+
+
+def generate(seeds: list[int], checkpoint: str | os.PathLike[str] | None = None, *,
+             truncation: float | None = None, device: str = "auto",
+             callback: ProgressCallback | None = None) -> torch.Tensor:
+    """One-shot CAN paintings, N x 3 x S x S in [0, 1], from the embedded default CAN or ``checkpoint``.
+
+    Like every one-shot function it keeps the model of its last call (``canstyle.oneshot``).
+    """
+    from canstyle.device import resolve_device
+    from canstyle.oneshot import reuse
+
+    src = None if checkpoint is None else str(Path(checkpoint).resolve())
+    gen = reuse("generate", (src, device), lambda: CanGenerator.load(src, resolve_device(device)))
+    return gen(list(seeds), truncation, callback=callback)

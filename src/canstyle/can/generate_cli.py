@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canstyle.cliutil import device_type
 from canstyle.errors import CanstyleError
+
+if TYPE_CHECKING:
+    from canstyle.can.generate import CanGenerator
 
 log = logging.getLogger("canstyle")
 
@@ -32,7 +36,7 @@ MAX_GRID = 1024  # a contact sheet of more is unreadable, and it is held in memo
 
 
 def run(args: argparse.Namespace) -> int:
-    from canstyle.can.generate import MAX_IMAGES, check_truncation, load_generator, parse_seeds
+    from canstyle.can.generate import MAX_IMAGES, CanGenerator, check_truncation, parse_seeds
     from canstyle.device import resolve_device
     from canstyle.fsutil import check_writable
 
@@ -45,27 +49,27 @@ def run(args: argparse.Namespace) -> int:
     paths = [args.output / f"seed{s:04d}.png" for s in seeds]
     for p in paths + ([args.output / "grid.png"] if args.grid else []):
         check_writable(p, args.overwrite)  # fail before computing anything
-    g, cfg, classes = load_generator(args.checkpoint, resolve_device(args.device))
+    gen = CanGenerator.load(args.checkpoint, resolve_device(args.device))
     base = {"command": "generate", "checkpoint": str(args.checkpoint), "truncation": args.truncation,
-            "preset": cfg.preset, "classes": classes}
-    _write_images(g, seeds, paths, base, args)
+            "preset": gen.config.preset, "classes": gen.classes}
+    _write_images(gen, seeds, paths, base, args)
     log.info("wrote %d images to %s", len(seeds), args.output)
     return 0
 
 
-def _write_images(g: object, seeds: list[int], paths: list[Path], base: dict, args: argparse.Namespace) -> None:
+def _write_images(gen: CanGenerator, seeds: list[int], paths: list[Path], base: dict, args: argparse.Namespace) -> None:
     """Paint and save batch by batch, so memory stays flat however many seeds are asked for."""
     import torch
     from tqdm.auto import tqdm
 
-    from canstyle.can.generate import generate, make_grid
     from canstyle.imageio import save_image
+    from canstyle.imageops import make_grid
 
     kept: list[torch.Tensor] = []
     batch = 32
     with tqdm(total=len(seeds), desc="generate", unit="img", disable=args.quiet or len(seeds) <= batch) as bar:
         for i in range(0, len(seeds), batch):
-            imgs = generate(g, seeds[i : i + batch], args.truncation, batch=batch)  # type: ignore[arg-type]
+            imgs = gen(seeds[i : i + batch], args.truncation, batch=batch)
             for s, img, p in zip(seeds[i : i + batch], imgs, paths[i : i + batch], strict=True):
                 save_image(img[None], p, {**base, "seed": s}, overwrite=args.overwrite)
             if args.grid:

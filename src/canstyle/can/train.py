@@ -23,17 +23,11 @@ import torch
 from canstyle import runs
 from canstyle.can import checkpoint as ck
 from canstyle.can import dist as dd
-from canstyle.can.data import (
-    Cache,
-    SourceArg,
-    as_sources,
-    class_weights,
-    ensure_cache,
-    parse_styles,
-)
+from canstyle.can.data import Cache, class_weights, ensure_cache
 from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
 from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
 from canstyle.can.models import PRESETS, UPSAMPLE, ModelConfig
+from canstyle.can.sources import SourceArg, as_sources, parse_styles
 from canstyle.can.trainer import METRICS, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError

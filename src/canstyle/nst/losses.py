@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from canstyle.imageops import resize_to  # noqa: F401  TODO(s13): CLI callers import from imageops
-
 _EPS = 1e-8
 
 

@@ -31,6 +31,9 @@ def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untype
 # halves what the scale costs, so the cheap scales do most of the work. The coarsest scale starts
 # from noise and gets at least FIRST_EVALS, which is what settles the composition.
 REF_SIDE, REF_EVALS = 512, 14
+# With --loss-scale pair the weights are in units of the pair's own losses; STYLE_WEIGHT was
+# chosen on the quality harness (bench/bench_nst_quality.py).
+STYLE_WEIGHT = 3.0
 FIRST_EVALS = 150
 MIN_EVALS = 8
 QUALITY = {"draft": 0.5, "standard": 1.0, "fine": 2.0}  # multiplies every budget
@@ -56,7 +59,14 @@ class StylizeOptions:
     optimizer: str = _opt("lbfgs", "optimiser", choices=("lbfgs", "adam"))
     lr: float = _opt(0.02, "learning rate (Adam only; L-BFGS uses 1)")
     content_weight: float = _opt(1.0, "weight of the content loss (relu4_2)")
-    style_weight: float = _opt(3.0, "weight of the style loss (relu1_1..relu5_1)")
+    style_weight: float = _opt(STYLE_WEIGHT, "weight of the style loss (relu1_1..relu5_1)")
+    # Departure from Gatys et al., whose fixed weights on raw losses suit one pair and not the
+    # next: a high-contrast painting's style loss against a photo is a third of a hazy one's, so
+    # one photo kept too little of itself and another too little of the painting (docs/benchmarks.md).
+    loss_scale: str = _opt("none", "pair = divide the content loss by the painting's own content "
+                                   "loss against the photo and the style loss by the photo's own "
+                                   "style loss, so the weights mean the same for every pair; "
+                                   "none = raw losses, as Gatys", choices=("pair", "none"))
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
     # Departure from Gatys et al.: the noise start's pixel grain is invisible to VGG at the
     # 64 px scale (pooling hides it), so without this it survives into every later scale.

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from canstyle.imageops import resize_to
 from canstyle.nst.features import CONTENT_LAYERS, STYLE_LAYERS
 from canstyle.nst.losses import content_loss, style_loss
 
@@ -31,12 +30,8 @@ def fractions(engine: StyleTransfer, result: torch.Tensor, photo: torch.Tensor, 
     hw = tuple(result.shape[-2:])
     t = engine.targets(photo, [painting], [1.0], hw, round(max(hw) * opts.style_scale), torch.float32)
     layers = tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS))
-
-    def losses(x: torch.Tensor) -> tuple[float, float]:
-        f = engine._feats(x, layers, torch.float32)
-        return float(content_loss(f, t.content)), float(style_loss(f, t.grams))
-
-    c_res, s_res = losses(result)
-    c_paint, _ = losses(resize_to(painting, hw))
-    _, s_photo = losses(resize_to(photo, hw))
-    return {"content_loss": c_res, "style_loss": s_res, "content": c_res / c_paint, "style": s_res / s_photo}
+    f = engine._feats(result, layers, torch.float32)
+    c_res, s_res = float(content_loss(f, t.content)), float(style_loss(f, t.grams))
+    # t.content_scale / t.style_scale: the painting's own content loss, the photo's own style loss.
+    return {"content_loss": c_res, "style_loss": s_res, "content": c_res / t.content_scale,
+            "style": s_res / t.style_scale}

@@ -49,6 +49,10 @@ NOISE_STD = 0.25  # x0 = 0.5 + NOISE_STD * N(0, 1), in [0, 1] image units
 class _Targets:
     content: dict[str, torch.Tensor]
     grams: dict[str, torch.Tensor]
+    # The pair's own losses at this scale (see StylizeOptions.loss_scale): the painting's content
+    # loss against the photo and the photo's style loss against the painting.
+    content_scale: float = 1.0
+    style_scale: float = 1.0
 
 
 class StyleTransfer:
@@ -81,13 +85,21 @@ class StyleTransfer:
         self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
         hw: tuple[int, int], style_long: int, dtype: torch.dtype | None = None,
     ) -> _Targets:
-        """Content features at ``hw`` and blended style Grams with styles at ``style_long``."""
-        c = self._feats(resize_to(content, hw), CONTENT_LAYERS, dtype)
+        """Content features at ``hw``, blended style Grams with styles at ``style_long``, and the
+        pair's own losses (one more forward pass per image, no backward)."""
+        photo = self._feats(resize_to(content, hw), dtype=dtype)
+        c = {k: photo[k].float() for k in CONTENT_LAYERS}
         grams = []
         for s in styles:
             fs = self._feats(resize_to(s, style_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS, dtype)
             grams.append({k: gram(v) for k, v in fs.items()})
-        return _Targets({k: v.float() for k, v in c.items()}, blend_grams(grams, weights))
+        blended = blend_grams(grams, weights)
+        total = float(sum(weights))
+        # The paintings squeezed to the photo's frame: how far an unrelated picture is in content.
+        c_scale = sum(w / total * float(content_loss(self._feats(resize_to(s, hw), CONTENT_LAYERS, dtype), c))
+                      for s, w in zip(styles, weights, strict=True))
+        s_scale = float(style_loss(photo, blended))
+        return _Targets(c, blended, max(c_scale, 1e-8), max(s_scale, 1e-8))
 
     def losses(
         self, x: torch.Tensor, t: _Targets, opts: StylizeOptions, dtype: torch.dtype | None = None
@@ -96,7 +108,10 @@ class StyleTransfer:
         lc = content_loss(f, t.content)
         ls = style_loss(f, t.grams)
         ltv = tv_loss(x)
-        total = opts.content_weight * lc + opts.style_weight * ls + opts.tv_weight * ltv
+        wc, ws = opts.content_weight, opts.style_weight
+        if opts.loss_scale == "pair":
+            wc, ws = wc / t.content_scale, ws / t.style_scale
+        total = wc * lc + ws * ls + opts.tv_weight * ltv
         return total, {"content": lc.item(), "style": ls.item(), "tv": ltv.item()}
 
     def evaluate(
@@ -256,9 +271,15 @@ def stylize(
     precision: str = "auto",
     generator: torch.Generator | None = None,
     callback: ProgressCallback | None = None,
-    **overrides: object,
+    **overrides: Any,
 ) -> torch.Tensor:
-    """One-shot style transfer. See ``StylizeOptions`` for the knobs."""
-    pooling = str(overrides.get("pooling", (options or StylizeOptions()).pooling))
-    engine = StyleTransfer(features, device, precision, pooling=pooling)
-    return engine(content, styles, options, generator=generator, callback=callback, **overrides)
+    """One-shot style transfer. See ``StylizeOptions`` for the knobs.
+
+    Like every one-shot function it keeps the model of its last call (``canstyle.oneshot``).
+    """
+    from canstyle.oneshot import reuse
+
+    opts = (options or StylizeOptions()).with_overrides(**overrides)
+    engine = reuse("stylize", (features, device, precision, opts.pooling),
+                   lambda: StyleTransfer(features, device, precision, pooling=opts.pooling))
+    return engine(content, styles, opts, generator=generator, callback=callback)

@@ -16,10 +16,12 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model/--tile/--tile-pad, shared with eval-sr."""
+    """--sr-model/--tile/--tile-pad, shared with eval-sr."""
     from canstyle.sr.zoo import DEFAULT_MODEL, MODELS
 
-    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
+    # One name for the SR model everywhere (the API's sr_model, create's --sr-model); --model
+    # stays accepted because earlier versions documented it.
+    p.add_argument("--sr-model", "--model", dest="sr_model", default=DEFAULT_MODEL, metavar="NAME",
                    help=f"one of {', '.join(MODELS)}, or a .safetensors file from train-sr")
     p.add_argument("--tile", type=int, default=256,
                    help="tile side in input pixels, bounding memory (0 = whole image at once)")
@@ -86,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.sr.data import list_images
     from canstyle.sr.upscaler import Upscaler, upscale_alpha
 
-    check_model(args.model)
+    check_model(args.sr_model)
     inputs = list_images(args.inputs)
     outs = output_paths(inputs, args.output, args.scale, args.overwrite)
     check_inputs(inputs, args.scale)
-    up = Upscaler(args.model, args.device, args.precision, args.tile, args.tile_pad)
+    up = Upscaler(args.sr_model, args.device, args.precision, args.tile, args.tile_pad)
     for src, dst in zip(inputs, outs, strict=True):
         img = load_image(src)
         t0 = time.perf_counter()
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         im = tensor_to_pil(rgb, alpha)
         if img.mode in GREY_MODES:  # grey in, grey out (the network itself works in RGB)
             im = im.convert("LA" if alpha is not None else "L")
-        params = {"command": "upscale", "input": str(src), "scale": args.scale, "model": up.model_name,
+        params = {"command": "upscale", "input": str(src), "scale": args.scale, "sr_model": up.sr_model,
                   "tile": args.tile, "tile_pad": args.tile_pad, "device": str(up.device),
                   "precision": str(up.dtype).replace("torch.", ""),
                   "seconds": round(time.perf_counter() - t0, 3)}

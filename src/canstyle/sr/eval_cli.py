@@ -43,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crop < 0:
         raise CanstyleError("--crop must be >= 0")
-    check_model(args.model)
+    check_model(args.sr_model)
     if args.json:
         check_writable(args.json, args.overwrite)  # before scoring, not after
     paths = list_images(args.inputs)
-    up = Upscaler(args.model, args.device, args.precision, args.tile, args.tile_pad)
-    print(f"model {up.model_name}, x{args.scale}, LR by PIL bicubic, Y (BT.601), "
+    up = Upscaler(args.sr_model, args.device, args.precision, args.tile, args.tile_pad)
+    print(f"model {up.sr_model}, x{args.scale}, LR by PIL bicubic, Y (BT.601), "
           f"{args.scale} px shaved{f', {args.crop}px centre crops' if args.crop else ''}")
     print(f"{'image':<40} {'PSNR':>8} {'SSIM':>7} {'bicPSNR':>9} {'bicSSIM':>7} {'gain':>7}")
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     show(Score(f"mean of {len(scores)}", mean.psnr, mean.ssim, mean.bicubic_psnr, mean.bicubic_ssim))
     sys.stdout.flush()
     if args.json:
-        data = {"model": up.model_name, "scale": args.scale, "crop": args.crop,
+        data = {"sr_model": up.sr_model, "scale": args.scale, "crop": args.crop,
                 "mean": asdict(mean), "images": [asdict(s) for s in scores]}
         atomic_write_bytes(args.json, json.dumps(data, indent=1).encode(), overwrite=args.overwrite)
     return 0

@@ -42,13 +42,14 @@ def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
 class Upscaler:
     """A reusable upscaler bound to one model, device and tiling; call it on images."""
 
-    def __init__(self, model: str | nn.Module = DEFAULT_MODEL, device: str = "auto",
+    def __init__(self, sr_model: str | nn.Module = DEFAULT_MODEL, device: str = "auto",
                  precision: str = "auto", tile: int = 256, tile_pad: int = 0) -> None:
         if tile < 0 or tile_pad < 0:
             raise CanstyleError("--tile and --tile-pad must be >= 0 (tile 0 = no tiling)")
         if 0 < tile < 8:
             raise CanstyleError(f"--tile must be 0 (off) or at least 8, got {tile}")
-        self.model_name = model if isinstance(model, str) else type(model).__name__
+        model = sr_model
+        self.sr_model = model if isinstance(model, str) else type(model).__name__
         self.device = resolve_device(device)
         # "auto" = bf16 on CPUs with native bf16: measured 1.9x faster at equal PSNR (docs/sr.md).
         self.dtype = resolve_precision(precision, self.device)
@@ -139,18 +140,15 @@ class Upscaler:
         return out[0] if squeeze else out
 
 
-_CACHE: dict[tuple[str, str, str, int, int], Upscaler] = {}
-
-
-def upscale(image: torch.Tensor, scale: int = 2, model: str = DEFAULT_MODEL, tile: int = 256,
+def upscale(image: torch.Tensor, scale: int = 2, sr_model: str = DEFAULT_MODEL, tile: int = 256,
             tile_pad: int = 0, device: str = "auto", precision: str = "auto",
             callback: ProgressCallback | None = None) -> torch.Tensor:
     """Upscale a 1x3xHxW image in [0, 1] by ``scale`` (2, 4, 8); returns 1x3x(sH)x(sW).
 
-    The most recently used Upscaler is kept, so repeated calls do not reload weights.
+    Like every one-shot function it keeps the model of its last call (``canstyle.oneshot``).
     """
-    key = (model, device, precision, tile, tile_pad)
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = Upscaler(model, device, precision, tile, tile_pad)
-    return _CACHE[key](image, scale, callback)
+    from canstyle.oneshot import reuse
+
+    up = reuse("upscale", (sr_model, device, precision, tile, tile_pad),
+               lambda: Upscaler(sr_model, device, precision, tile, tile_pad))
+    return up(image, scale, callback)

@@ -220,6 +220,15 @@ async function resync() {
   refresh();
 }
 
+// The form starts from the server's defaults (the library's StylizeOptions), never from
+// numbers typed into the page; a user's saved choices then go on top.
+async function applyDefaults() {
+  const d = (await api("/api/config")).defaults;
+  const fields = { "#opt-size": "size", "#opt-strength": "style_strength", "#opt-color": "preserve_color",
+                   "#opt-quality": "quality" };
+  for (const [id, key] of Object.entries(fields)) if (d[key]?.default !== undefined) $(id).value = d[key].default;
+}
+
 async function restore() {
   const s = saved();
   for (const [id, v] of Object.entries(s.opts || {})) if ($(id) && v !== undefined) $(id).value = v;
@@ -251,7 +260,7 @@ async function init() {
   for (const id of OPTIONS) $(id).addEventListener("change", () => { showError("#start-error"); save(); });
   for (const id of ["#seed-start", "#seed-count", "#model-select"]) $(id).addEventListener("input", () => showError("#painting-error"));
   state.rerun = rerun;
-  await loadModels();
+  await Promise.all([loadModels(), applyDefaults()]);
   await restore();
   await Promise.all([loadPhotos(), loadStyleUploads(), loadGallery()]);
   const job = activeJob(await loadHistory());

@@ -1,0 +1,174 @@
+"""Where paintings come from: style folders, CSVs and Hugging Face parquet shards, as one stream.
+
+``iter_items`` yields every painting of one source with its style; ``decode`` turns one into
+pixels for the cache (``canstyle.can.data``). Several sources may be mixed; ``as_sources``
+normalises the argument.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch.nn import functional as F
+
+from canstyle.errors import CanstyleError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# huggan/wikiart's `style` ClassLabel, in index order (used when a shard carries no feature metadata).
+HUGGAN_STYLES = (
+    "Abstract_Expressionism", "Action_painting", "Analytical_Cubism", "Art_Nouveau", "Baroque",
+    "Color_Field_Painting", "Contemporary_Realism", "Cubism", "Early_Renaissance", "Expressionism",
+    "Fauvism", "High_Renaissance", "Impressionism", "Mannerism_Late_Renaissance", "Minimalism",
+    "Naive_Art_Primitivism", "New_Realism", "Northern_Renaissance", "Pointillism", "Pop_Art",
+    "Post_Impressionism", "Realism", "Rococo", "Romanticism", "Symbolism", "Synthetic_Cubism", "Ukiyo_e",
+)
+PAPER_STYLES = tuple(s for s in HUGGAN_STYLES if s not in ("Symbolism", "Ukiyo_e"))  # the paper's 25
+# one data source, or several that go into one cache
+SourceArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+MAX_ASPECT = 2.0  # longer side is centre-cropped to at most this x the short side
+
+
+@dataclass
+class Item:
+    style: str
+    name: str  # path or shard:row, for error reports
+    path: Path | None = None
+    data: bytes | None = None
+
+
+def parse_styles(text: str | None) -> list[str] | None:
+    """'--styles' value: comma list, or 'paper' for the paper's 25 WikiArt styles."""
+    if not text:
+        return None
+    if text.strip() == "paper":
+        return list(PAPER_STYLES)
+    return sorted({s.strip() for s in text.split(",") if s.strip()})
+
+
+def detect_layout(src: Path) -> str:
+    if not src.exists():
+        raise CanstyleError(f"no such data: {src}")
+    if src.is_file():
+        if src.suffix.lower() == ".csv":
+            return "csv"
+        if src.suffix.lower() == ".parquet":
+            return "parquet"
+        raise CanstyleError(f"expected a folder, a .csv or a .parquet file, got {src}")
+    if (src / "labels.csv").is_file():
+        return "csv"
+    if next(src.rglob("*.parquet"), None) is not None:
+        return "parquet"
+    return "folders"
+
+
+def _folder_items(root: Path) -> Iterator[Item]:
+    styles = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not styles:
+        raise CanstyleError(f"{root} has no style sub-folders (expected DATA/<Style>/<image>)")
+    for d in styles:
+        for f in sorted(d.rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTS:
+                yield Item(style=d.name, name=str(f), path=f)
+
+
+def _csv_items(csv_path: Path) -> Iterator[Item]:
+    try:
+        yield from _csv_rows(csv_path)
+    except UnicodeDecodeError:
+        raise CanstyleError(f"{csv_path} is not UTF-8 text; save the CSV as UTF-8") from None
+
+
+def _csv_rows(csv_path: Path) -> Iterator[Item]:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's byte-order mark
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        key = "path" if "path" in cols else "file" if "file" in cols else None
+        if key is None or "style" not in cols:
+            raise CanstyleError(f"{csv_path} needs columns 'path' (or 'file') and 'style'")
+        for row in reader:
+            p = Path(row[key])
+            p = p if p.is_absolute() else csv_path.parent / p
+            yield Item(style=row["style"].strip(), name=str(p), path=p)
+
+
+def _parquet_style_names(pf: object) -> list[str]:
+    meta = (pf.schema_arrow.metadata or {}).get(b"huggingface")  # type: ignore[attr-defined]
+    try:
+        names = json.loads(meta)["info"]["features"]["style"]["names"] if meta else None
+    except (KeyError, TypeError, json.JSONDecodeError):
+        names = None
+    return list(names) if names else list(HUGGAN_STYLES)
+
+
+def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CanstyleError("reading parquet shards needs pyarrow: pip install 'canstyle[wikiart]'") from None
+    shards = [src] if src.is_file() else sorted(src.rglob("*.parquet"))
+    for shard in shards:
+        pf = pq.ParquetFile(shard)
+        names = _parquet_style_names(pf)
+        row = 0
+        for batch in pf.iter_batches(columns=["image", "style"], batch_size=64):
+            for img, style in zip(batch.column("image").to_pylist(), batch.column("style").to_pylist(), strict=True):
+                name = f"{shard.name}:{row}"
+                row += 1
+                label = names[style] if isinstance(style, int) and 0 <= style < len(names) else str(style)
+                if wanted is not None and label not in wanted:
+                    continue
+                data = img.get("bytes") if isinstance(img, dict) else None
+                yield Item(style=label, name=name, data=data)
+
+
+def as_sources(src: SourceArg) -> list[Path]:
+    """One source or several, as a list of distinct paths (order kept: it numbers the sources)."""
+    items = [src] if isinstance(src, (str, os.PathLike)) else list(src)
+    if not items:
+        raise CanstyleError("no data given")
+    out: list[Path] = []
+    for s in items:
+        p = Path(s)
+        if any(p.resolve() == q.resolve() for q in out):
+            raise CanstyleError(f"{p} is given twice")
+        out.append(p)
+    return out
+
+
+def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
+    layout = detect_layout(src)
+    wanted = set(styles) if styles else None
+    if layout == "parquet":
+        yield from _parquet_items(src, wanted)
+        return
+    csv_path = src / "labels.csv" if src.is_dir() and layout == "csv" else src
+    items = _csv_items(csv_path) if layout == "csv" else _folder_items(src)
+    for it in items:
+        if wanted is None or it.style in wanted:
+            yield it
+
+
+def decode(item: Item, size: int) -> np.ndarray:
+    """Decode, convert to sRGB RGB, shrink so the short side is ``size``; HxWx3 uint8."""
+    from canstyle.imageio import load_image
+
+    if item.data is None and item.path is None:
+        raise CanstyleError("no image bytes")
+    img = load_image(item.data if item.data is not None else item.path).rgb
+    h, w = img.shape[-2:]
+    scale = min(1.0, size / min(h, w))
+    if scale < 1.0:
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        img = F.interpolate(img, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        h, w = nh, nw
+    short = min(h, w)
+    lim = int(short * MAX_ASPECT)
+    top, left = max(0, (h - lim) // 2), max(0, (w - lim) // 2)
+    img = img[..., top : top + min(h, lim), left : left + min(w, lim)]
+    return img[0].permute(1, 2, 0).mul(255).round().clamp(0, 255).byte().contiguous().numpy()

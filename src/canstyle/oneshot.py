@@ -1,0 +1,36 @@
+"""The one caching policy of the one-shot functions ``stylize``, ``upscale`` and ``generate``.
+
+Each keeps the model of its most recent call, so a loop over images loads the weights once;
+a call with other settings replaces it. At most one model per function stays in memory, never
+a growing cache. Code that juggles several models builds ``StyleTransfer``, ``Upscaler`` or
+``CanGenerator`` objects itself (or a ``Pipeline`` from them) and owns their lifetime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_LAST: dict[str, tuple[Hashable, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def reuse(kind: str, key: Hashable, build: Callable[[], T]) -> T:
+    """The model ``build()`` made for ``key`` on the last call of ``kind``, or a new one."""
+    with _LOCK:
+        last = _LAST.get(kind)
+        if last is not None and last[0] == key:
+            return last[1]  # type: ignore[no-any-return]
+        _LAST.pop(kind, None)  # free the old model before loading the next
+        model = build()
+        _LAST[kind] = (key, model)
+        return model
+
+
+def forget() -> None:
+    """Drop every kept model (tests; or to free memory)."""
+    with _LOCK:
+        _LAST.clear()
