@@ -31,6 +31,11 @@ from canstyle.can.sources import SourceArg, as_sources, parse_styles
 from canstyle.can.trainer import METRICS, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
+
+# Imported here, not lazily in the loop: a package upgraded under an hours-long run must not
+# break its first sample grid (session 13 lost three runs' last 500 steps that way).
+from canstyle.imageio import save_image
+from canstyle.imageops import make_grid
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.seeds import draw_seed
 
@@ -281,9 +286,6 @@ def _save(s: _Setup, trainer: Trainer, step: int) -> Path:
 
 
 def _sample(s: _Setup, trainer: Trainer, z: torch.Tensor, step: int) -> None:
-    from canstyle.imageio import save_image
-    from canstyle.imageops import make_grid
-
     assert s.run is not None
     grid = make_grid(trainer.samples(z))
     save_image(grid, s.run / "samples" / f"step{step:08d}.png",
