@@ -26,7 +26,7 @@ from canstyle.errors import CanstyleError
 from tests.helpers import (
     COLOURS,
     make_csv,
-    make_folders,  # test_pipeline.py still imports it from this module: keep it importable here
+    make_folders,
     make_parquet,
 )
 

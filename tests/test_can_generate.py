@@ -103,10 +103,13 @@ def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.Cap
     assert np.isfinite(m["kid_balanced"]) and m["kid_balanced_reals"] % 3 == 0  # equal per style
     assert sum(m["fake_style_share"].values()) == pytest.approx(1, abs=1e-3)
     assert list((isolated_home / "home" / "can-eval").glob("features-*.safetensors"))  # cached real features
-    again = tmp_path / "m2.json"
-    assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(again),
-                 "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
-    assert json.loads(again.read_text()) == m  # the cached features give the same judge and numbers
+    from canstyle.can.evaluate import EvalOptions, evaluate
+
+    seen: list = []
+    again = evaluate(run_dir, cache, n=12, opts=EvalOptions(classifier_size=64), device="cpu",
+                     precision="fp32", callback=seen.append)
+    assert json.loads(json.dumps(again)) == m  # the cached features give the same judge and numbers
+    assert [p.stage for p in seen] == ["generate", "judge"] and seen[0].total == 12  # one Progress shape
 
 
 def test_balanced_pick_takes_the_smallest_style_count_of_each() -> None:

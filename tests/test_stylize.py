@@ -120,3 +120,20 @@ def test_evaluate_is_fp32_and_leaves_the_engine_alone(vgg16_engine, example_imag
     assert vgg16_engine.dtype == before  # the precision is passed down, not swapped on the engine
     b = StyleTransfer("vgg16", "cpu", "fp32").evaluate(x, content, [style], opts)
     assert a["total"] == pytest.approx(b["total"], rel=1e-4)
+
+
+def test_pair_loss_scale_weighs_the_pairs_own_fractions(vgg16_engine, example_images):
+    """With --loss-scale pair the total is content_weight x content fraction + style_weight x
+    style fraction: the photo itself scores style_weight, the painting itself content_weight
+    plus its own style fraction, for any pair and size."""
+    photo, painting = example_images
+    opts = StylizeOptions(size=96, loss_scale="pair", tv_weight=0.0, style_weight=4.0, content_weight=2.0)
+    hw = fit_size(tuple(photo.shape[-2:]), 96)
+    t = vgg16_engine.targets(photo, [painting], [1.0], hw, 96, torch.float32)
+    own, _ = vgg16_engine.losses(resize_to(photo, hw), t, opts, torch.float32)
+    assert float(own) == pytest.approx(4.0, rel=1e-3)  # content 0, style fraction 1
+    total, parts = vgg16_engine.losses(resize_to(painting, hw), t, opts, torch.float32)
+    assert parts["content"] == pytest.approx(t.content_scale, rel=1e-3)
+    assert float(total) == pytest.approx(2.0 + 4.0 * parts["style"] / t.style_scale, rel=1e-3)
+    raw, _ = vgg16_engine.losses(resize_to(photo, hw), t, StylizeOptions(size=96, tv_weight=0.0), torch.float32)
+    assert float(raw) == pytest.approx(3.0 * t.style_scale, rel=1e-3)  # none: Gatys' raw losses

@@ -30,6 +30,7 @@ from canstyle.can.sources import SourceArg
 from canstyle.device import autocast
 from canstyle.errors import CanstyleError
 from canstyle.imageops import resize_to
+from canstyle.progress import Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -257,7 +258,8 @@ def fit_temperature(judge: Judge, feats: torch.Tensor, labels: torch.Tensor) -> 
     return float(grid[int(nll.argmin())])
 
 
-def load_samples(src: Path, n: int, device: torch.device) -> tuple[torch.Tensor, list[str] | None, int | None]:
+def load_samples(src: Path, n: int, device: torch.device, callback: ProgressCallback | None = None
+                 ) -> tuple[torch.Tensor, list[str] | None, int | None]:
     """Images in [0, 1] from a folder of images, or generated (seeds 0..n-1) from a CAN."""
     from canstyle.can.checkpoint import checkpoints
     from canstyle.can.generate import CanGenerator
@@ -272,7 +274,7 @@ def load_samples(src: Path, n: int, device: torch.device) -> tuple[torch.Tensor,
         side = min(min(i.shape[-2:]) for i in imgs)
         return torch.cat([resize_to(i, side, "bilinear") for i in imgs]), None, None
     gen = CanGenerator.load(src, device)
-    return gen(list(range(n))), gen.classes, gen.config.preset
+    return gen(list(range(n)), callback=callback), gen.classes, gen.config.preset
 
 
 def metrics(judge: Judge, fake_feats: torch.Tensor, fake_px: torch.Tensor, train_px: torch.Tensor,
@@ -322,8 +324,13 @@ class Judged:
 
 def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[str] | None = None,
                    min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
-                   precision: str = "auto", store: Path | None = None) -> Judged:
-    """Load (or generate) the samples and build (or load) the judge for ``data``."""
+                   precision: str = "auto", store: Path | None = None,
+                   callback: ProgressCallback | None = None) -> Judged:
+    """Load (or generate) the samples and build (or load) the judge for ``data``.
+
+    ``callback`` gets the ``generate`` stage's Progress, then ``Progress("judge", 1, 1)`` once the
+    judge is ready (fitting it the first time is the slow part).
+    """
     from canstyle.can.data import ensure_cache
     from canstyle.can.dataset import select
     from canstyle.device import resolve_device, resolve_precision
@@ -334,7 +341,7 @@ def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[
     opts.validate()
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    fake, gen_classes, preset = load_samples(Path(src), n, dev)
+    fake, gen_classes, preset = load_samples(Path(src), n, dev, callback)
     opts.image_size = preset or fake.shape[-1]
     cache = Cache(ensure_cache(data, 2 * opts.image_size, None))
     sel = select(cache, gen_classes or styles, 0 if gen_classes else min_images)
@@ -342,14 +349,17 @@ def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[
         raise CanstyleError(f"the data lacks some of the generator's styles {gen_classes}")
     feat = StyleFeatures(opts, dev, dtype)
     judge = build_judge(cache, sel, opts, feat, store or home() / "can-eval")
+    if callback is not None:
+        callback(Progress("judge", 1, 1))
     return Judged(judge, feat, fake, cache, sel, opts)
 
 
 def evaluate(src: str | Path, data: SourceArg, n: int = 256, styles: list[str] | None = None,
              min_images: int = 0, opts: EvalOptions | None = None, device: str = "auto",
-             precision: str = "auto", store: Path | None = None) -> dict[str, Any]:
+             precision: str = "auto", store: Path | None = None,
+             callback: ProgressCallback | None = None) -> dict[str, Any]:
     """All creativity metrics for a CAN (checkpoint, run, export) or a folder of its samples."""
-    j = judged_samples(src, data, n, styles, min_images, opts, device, precision, store)
+    j = judged_samples(src, data, n, styles, min_images, opts, device, precision, store, callback)
     tr, held = split(j.sel, j.opts.holdout, j.opts.seed)
     train_px = center_views(j.cache, j.sel, tr, j.opts.image_size)
     held_px = center_views(j.cache, j.sel, held, j.opts.image_size)

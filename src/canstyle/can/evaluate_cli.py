@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",
                    help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     opts.validate()
     if args.json:
         check_writable(args.json, args.overwrite)  # before the minutes of work, not after
-    res = evaluate(args.samples, args.data, n=args.n, styles=parse_styles(args.styles),
-                   min_images=args.min_images, opts=opts, device=args.device, precision=args.precision)
+    from canstyle.progress import TqdmProgress
+
+    with TqdmProgress("evaluate", disable=args.quiet) as bar:
+        res = evaluate(args.samples, args.data, n=args.n, styles=parse_styles(args.styles),
+                       min_images=args.min_images, opts=opts, device=args.device, precision=args.precision,
+                       callback=bar)
     text = json.dumps(res, indent=1)
     print(text)
     if args.json:
