@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from canstyle.cli import main
@@ -149,3 +150,19 @@ def test_a_bad_file_in_a_batch_fails_before_any_output(tmp_path: Path, capsys: p
     assert_fails_cleanly(capsys, ["upscale", str(src), "-o", str(tmp_path / "out"), "--model", "photo", "-q"],
                          "not an image", "b.png")
     assert not (tmp_path / "out").exists()  # a_x2.png was not made
+
+
+def test_eval_sr_api_reports_scores_and_progress(tmp_path: Path) -> None:
+    from canstyle.progress import Progress
+    from canstyle.sr.evaluate import evaluate
+
+    paths = []
+    for i in range(3):
+        painting((40 + 8 * i, 32)).save(tmp_path / f"p{i}.png")
+        paths.append(tmp_path / f"p{i}.png")
+    rows: list = []
+    seen: list[Progress] = []
+    bicubic = lambda x: torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic")  # noqa: E731
+    scores = evaluate(paths, bicubic, 2, on_image=rows.append, callback=seen.append)
+    assert [s.name for s in scores] == ["p0.png", "p1.png", "p2.png"] and rows == scores
+    assert [(p.stage, p.step, p.total) for p in seen] == [("eval-sr", k, 3) for k in (1, 2, 3)]

@@ -22,6 +22,7 @@ from PIL import Image
 
 from canstyle.errors import CanstyleError
 from canstyle.imageio import load_image, tensor_to_pil
+from canstyle.progress import Progress, ProgressCallback
 from canstyle.sr.metrics import psnr_y, ssim_y
 
 
@@ -78,17 +79,23 @@ def score_pair(hr: Image.Image, sr: torch.Tensor, scale: int, name: str) -> Scor
 
 
 def evaluate(paths: Sequence[Path], upscale: Callable[[torch.Tensor], torch.Tensor],
-             scale: int = 2, crop: int = 0,
-             on_image: Callable[[Score], None] | None = None) -> list[Score]:
-    """Score ``upscale`` (LR tensor -> SR tensor at ``scale``) on each HR image."""
+             scale: int = 2, crop: int = 0, on_image: Callable[[Score], None] | None = None,
+             callback: ProgressCallback | None = None) -> list[Score]:
+    """Score ``upscale`` (LR tensor -> SR tensor at ``scale``) on each HR image.
+
+    ``on_image`` receives each image's scores (a result, e.g. a table row); ``callback`` gets a
+    ``Progress("eval-sr", done, total)`` per image like every long call.
+    """
     scores = []
-    for path in paths:
+    for i, path in enumerate(paths):
         hr = load_hr(Path(path), scale, crop)
         sr = upscale(pil_to_tensor(make_lr(hr, scale)))
         s = score_pair(hr, sr, scale, Path(path).name)
         scores.append(s)
         if on_image is not None:
             on_image(s)
+        if callback is not None:
+            callback(Progress("eval-sr", i + 1, len(paths), size=(int(sr.shape[-2]), int(sr.shape[-1]))))
     return scores
 
 
