@@ -31,8 +31,8 @@ def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untype
 # halves what the scale costs, so the cheap scales do most of the work. The coarsest scale starts
 # from noise and gets at least FIRST_EVALS, which is what settles the composition.
 REF_SIDE, REF_EVALS = 512, 14
-# With --loss-scale pair the weights are in units of the pair's own losses; STYLE_WEIGHT was
-# chosen on the quality harness (bench/bench_nst_quality.py).
+# The default style weight, on raw losses (--loss-scale none). With --loss-scale pair the weights
+# are in units of the pair's own losses, and 5 was the harness's best (docs/benchmarks.md).
 STYLE_WEIGHT = 3.0
 FIRST_EVALS = 150
 MIN_EVALS = 8
