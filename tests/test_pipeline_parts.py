@@ -114,3 +114,20 @@ def test_one_shot_functions_keep_only_their_last_model(cans: tuple[Path, Path]) 
     up = canstyle.upscale(a[:1], 2, sr_model="photo", device="cpu", precision="fp32")
     assert up.shape[-1] == 128 and set(oneshot._LAST) == {"generate", "upscale"}
     oneshot.forget()
+
+
+def test_one_shot_generate_notices_a_replaced_file(cans: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+
+    import canstyle
+    from canstyle import oneshot
+
+    path = tmp_path / "can.safetensors"
+    path.write_bytes(cans[0].read_bytes())
+    a = canstyle.generate([3], path, device="cpu")
+    path.write_bytes(cans[1].read_bytes())  # e.g. a newer export under the same name
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    b = canstyle.generate([3], path, device="cpu")
+    assert torch.equal(b, CanGenerator.load(cans[1])([3])) and not torch.equal(a, b)
+    assert CanGenerator.load(cans[0], "auto").model is not None  # "auto" works like everywhere else
+    oneshot.forget()

@@ -129,7 +129,7 @@ def test_pair_loss_scale_weighs_the_pairs_own_fractions(vgg16_engine, example_im
     photo, painting = example_images
     opts = StylizeOptions(size=96, loss_scale="pair", tv_weight=0.0, style_weight=4.0, content_weight=2.0)
     hw = fit_size(tuple(photo.shape[-2:]), 96)
-    t = vgg16_engine.targets(photo, [painting], [1.0], hw, 96, torch.float32)
+    t = vgg16_engine.targets(photo, [painting], [1.0], hw, 96, torch.float32, pair_scales=True)
     own, _ = vgg16_engine.losses(resize_to(photo, hw), t, opts, torch.float32)
     assert float(own) == pytest.approx(4.0, rel=1e-3)  # content 0, style fraction 1
     total, parts = vgg16_engine.losses(resize_to(painting, hw), t, opts, torch.float32)

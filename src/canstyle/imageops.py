@@ -11,13 +11,13 @@ from torch.nn import functional as F
 def resize_to(x: torch.Tensor, size: int | tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """N x C x H x W resized to ``size`` (h, w), or a square for an int; clamped to [0, 1].
 
-    Antialiased when shrinking (judged by the height; every caller keeps the aspect or makes a
-    square), so a large photo does not alias; enlarging uses the plain kernel.
+    Antialiased when either side shrinks, so a large photo (or a sample squeezed to a square)
+    does not alias; enlarging uses the plain kernel.
     """
     hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if tuple(x.shape[-2:]) == hw:
         return x
-    down = hw[0] < x.shape[-2]
+    down = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]
     return F.interpolate(x, size=hw, mode=mode, align_corners=False, antialias=down).clamp(0, 1)
 
 

@@ -15,12 +15,18 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _LAST: dict[str, tuple[Hashable, Any]] = {}
-_LOCK = threading.Lock()
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCK = threading.Lock()  # guards _LOCKS only
 
 
 def reuse(kind: str, key: Hashable, build: Callable[[], T]) -> T:
-    """The model ``build()`` made for ``key`` on the last call of ``kind``, or a new one."""
+    """The model ``build()`` made for ``key`` on the last call of ``kind``, or a new one.
+
+    One lock per kind: loading VGG for ``stylize`` does not hold up a cached ``upscale``.
+    """
     with _LOCK:
+        lock = _LOCKS.setdefault(kind, threading.Lock())
+    with lock:
         last = _LAST.get(kind)
         if last is not None and last[0] == key:
             return last[1]  # type: ignore[no-any-return]
@@ -32,5 +38,6 @@ def reuse(kind: str, key: Hashable, build: Callable[[], T]) -> T:
 
 def forget() -> None:
     """Drop every kept model (tests; or to free memory)."""
-    with _LOCK:
-        _LAST.clear()
+    for kind in list(_LAST):
+        with _LOCKS.get(kind, _LOCK):
+            _LAST.pop(kind, None)

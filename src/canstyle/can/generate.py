@@ -78,7 +78,9 @@ class CanGenerator:
         path = Path(src) if src is not None else DEFAULT_CAN
         if path.is_dir():  # record which checkpoint of the run was used
             path = find_checkpoint(path)
-        model, config, classes = load_generator(path, device)
+        from canstyle.device import resolve_device
+
+        model, config, classes = load_generator(path, resolve_device(str(device)))
         return cls(model, config, classes, path)
 
     @property
@@ -186,5 +188,12 @@ def generate(seeds: list[int], checkpoint: str | os.PathLike[str] | None = None,
     from canstyle.oneshot import reuse
 
     src = None if checkpoint is None else str(Path(checkpoint).resolve())
-    gen = reuse("generate", (src, device), lambda: CanGenerator.load(src, resolve_device(device)))
+    # Keyed by the file's state too: a run folder that gains a newer checkpoint, or a replaced
+    # export, is loaded again rather than served stale.
+    state = None
+    if src is not None:
+        p = find_checkpoint(src) if Path(src).is_dir() else Path(src)
+        st = p.stat() if p.exists() else None
+        state = (str(p), st.st_size, st.st_mtime_ns) if st else None
+    gen = reuse("generate", (src, state, device), lambda: CanGenerator.load(src, resolve_device(device)))
     return gen(list(seeds), truncation, callback=callback)

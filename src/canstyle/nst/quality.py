@@ -28,7 +28,8 @@ def fractions(engine: StyleTransfer, result: torch.Tensor, photo: torch.Tensor, 
               opts: StylizeOptions) -> dict[str, float]:
     """Content and style fractions of ``result`` (plus the raw losses), in fp32."""
     hw = tuple(result.shape[-2:])
-    t = engine.targets(photo, [painting], [1.0], hw, round(max(hw) * opts.style_scale), torch.float32)
+    t = engine.targets(photo, [painting], [1.0], hw, round(max(hw) * opts.style_scale), torch.float32,
+                       pair_scales=True)
     layers = tuple(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS))
     f = engine._feats(result, layers, torch.float32)
     c_res, s_res = float(content_loss(f, t.content)), float(style_loss(f, t.grams))

@@ -83,17 +83,19 @@ class StyleTransfer:
     @torch.no_grad()
     def targets(
         self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
-        hw: tuple[int, int], style_long: int, dtype: torch.dtype | None = None,
+        hw: tuple[int, int], style_long: int, dtype: torch.dtype | None = None, pair_scales: bool = False,
     ) -> _Targets:
-        """Content features at ``hw``, blended style Grams with styles at ``style_long``, and the
-        pair's own losses (one more forward pass per image, no backward)."""
-        photo = self._feats(resize_to(content, hw), dtype=dtype)
+        """Content features at ``hw`` and blended style Grams with styles at ``style_long``; with
+        ``pair_scales`` also the pair's own losses (one more forward pass per image, no backward)."""
+        photo = self._feats(resize_to(content, hw), None if pair_scales else CONTENT_LAYERS, dtype)
         c = {k: photo[k].float() for k in CONTENT_LAYERS}
         grams = []
         for s in styles:
             fs = self._feats(resize_to(s, style_size(tuple(s.shape[-2:]), style_long)), STYLE_LAYERS, dtype)
             grams.append({k: gram(v) for k, v in fs.items()})
         blended = blend_grams(grams, weights)
+        if not pair_scales:
+            return _Targets(c, blended)
         total = float(sum(weights))
         # The paintings squeezed to the photo's frame: how far an unrelated picture is in content.
         c_scale = sum(w / total * float(content_loss(self._feats(resize_to(s, hw), CONTENT_LAYERS, dtype), c))
@@ -124,7 +126,8 @@ class StyleTransfer:
         """
         w = _style_weights(opts, len(styles))
         long = max(x.shape[-2:])
-        t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale), torch.float32)
+        t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale), torch.float32,
+                         opts.loss_scale == "pair")
         with torch.no_grad():
             total, parts = self.losses(x.to(self.device), t, opts, torch.float32)
         return {"total": float(total), **parts}
@@ -173,7 +176,8 @@ class StyleTransfer:
             stage_opts = opts
             if start and opts.init == "noise":  # see start_tv_weight
                 stage_opts = replace(opts, tv_weight=opts.tv_weight + opts.start_tv_weight)
-            t = self.targets(content, styles, weights, hw, round(long * opts.style_scale))
+            t = self.targets(content, styles, weights, hw, round(long * opts.style_scale),
+                             pair_scales=opts.loss_scale == "pair")
 
             def report(step: int, loss: float, parts: dict[str, float], img: torch.Tensor,
                        i: int = i, hw: tuple[int, int] = hw, base: int = done) -> None:

@@ -1,4 +1,4 @@
-"""``canstyle upscale INPUT... -o OUT [--scale 2|4|8] [--model NAME]``."""
+"""``canstyle upscale INPUT... -o OUT [--scale 2|4|8] [--sr-model NAME]``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``canstyle eval-sr DIR... [--scale 2] [--model NAME] [--crop N]``.
+"""``canstyle eval-sr DIR... [--scale 2] [--sr-model NAME] [--crop N]``.
 
 Prints PSNR/SSIM (Y, BT.601, ``scale`` px shaved) of the model and of PIL
 bicubic for every image and their mean; LR images are made with PIL bicubic.

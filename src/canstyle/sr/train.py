@@ -5,7 +5,7 @@ cosine-decayed learning rate, autocast in bf16 where the CPU has it natively.
 A run lives in a numbered folder ``runs/00000-sr-<init>/`` (see ``canstyle.runs``)
 holding ``config.json``, ``metrics.jsonl``, ``checkpoints/stepNNNNNNNN.pt`` (loadable
 with ``torch.load(weights_only=True)``; older runs' ``step-NNNNNN.pt`` load too) and,
-at the end, ``model.safetensors``, which ``--model`` accepts. Resuming restores the
+at the end, ``model.safetensors``, which ``--sr-model`` accepts. Resuming restores the
 network, the optimiser and the patch sampler, so an interrupted run continues exactly
 where it stopped.
 """
@@ -121,7 +121,7 @@ class Trainer:
         return runs.save_checkpoint(self.run_dir, self.step, ckpt, KEEP_CHECKPOINTS)
 
     def export(self, path: Path | None = None) -> Path:
-        """The current weights as safetensors that ``--model`` and ``--init`` accept."""
+        """The current weights as safetensors that ``--sr-model`` and ``--init`` accept."""
         path = path or self.run_dir / "model.safetensors"
         state = {k: v.detach().float().cpu().contiguous() for k, v in self.net.state_dict().items()}
         meta = {"arch": self.arch, "init": self.opts.init, "steps": str(self.step),

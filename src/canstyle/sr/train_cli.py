@@ -74,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
     with TqdmProgress("train-sr", disable=args.quiet) as bar:
         model = train(paths, args.out, opts, args.resume, args.device, args.precision, seed,
                       callback=bar, on_checkpoint=hook)
-    log.info("wrote %s (use it with: canstyle upscale --model %s ...)", model, model)
+    log.info("wrote %s (use it with: canstyle upscale --sr-model %s ...)", model, model)
     return 0

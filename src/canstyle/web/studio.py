@@ -161,7 +161,8 @@ class Studio:
         raise KeyError(model_id)
 
     def _generator(self, m: dict[str, Any]) -> Any:
-        """The CanGenerator of model ``m``, on the CPU (call with ``_gen_lock`` held)."""
+        """The CanGenerator of model ``m``, on the CPU (call with ``_gen_lock`` held; sampling from
+        it needs no lock: in eval mode without gradients nothing in it changes)."""
         from canstyle.can.generate import CanGenerator
 
         if m["sha256"] not in self._generators:
@@ -233,16 +234,23 @@ class Studio:
             raise KeyError(f"unknown {what}: {source_id}") from None
 
     # -- running a job (on the worker thread) ------------------------------
-    def _parts(self) -> tuple[Any, Any]:
-        """The one SR upscaler and the one VGG engine, built on first use and shared by every CAN."""
+    def _engine_part(self) -> Any:
+        """The one VGG engine, built on first use and shared by every job."""
         from canstyle.nst.stylize import StyleTransfer
+
+        if self._engine is None:
+            self._engine = StyleTransfer(self.features, self.device, self.precision)
+        return self._engine
+
+    def _parts(self) -> tuple[Any, Any]:
+        """The one SR upscaler (built on the first CAN job) and the one VGG engine."""
         from canstyle.pipeline import CAN_SR_MODEL
         from canstyle.sr.upscaler import Upscaler
 
-        if self._engine is None:
+        engine = self._engine_part()
+        if self._upscaler is None:
             self._upscaler = Upscaler(CAN_SR_MODEL, self.device, self.precision)
-            self._engine = StyleTransfer(self.features, self.device, self.precision)
-        return self._upscaler, self._engine
+        return self._upscaler, engine
 
     def _pipeline(self, m: dict[str, Any]) -> Any:
         """A Pipeline for CAN ``m``: its small generator plus the shared SR and VGG parts."""
@@ -267,7 +275,7 @@ class Studio:
         if spec.get("upload"):  # an uploaded painting needs only the engine, no CAN at all
             style = shrink(self._load(spec["upload"], "the style painting").rgb, 2 * size)
             save_image(style, out / "style.png", {"stage": "style", "upload": spec["upload"]}, overwrite=True)
-            return self._parts()[1], style, {"kind": "upload", "upload": spec["upload"]}
+            return self._engine_part(), style, {"kind": "upload", "upload": spec["upload"]}
         m = self.model(spec["model"])
         pipe = self._pipeline(m)
         art = pipe.paint(spec["seed"], style_size=size, callback=cb)
