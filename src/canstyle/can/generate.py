@@ -72,14 +72,13 @@ class CanGenerator:
     def load(cls, src: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu") -> CanGenerator:
         """The embedded default CAN (``src=None``), an export, a checkpoint or a run folder."""
         from canstyle.assets import DEFAULT_CAN
+        from canstyle.device import resolve_device
 
         if src is None and not DEFAULT_CAN.is_file():
             raise CanstyleError(f"canstyle is missing its default CAN {DEFAULT_CAN.name}; reinstall canstyle")
         path = Path(src) if src is not None else DEFAULT_CAN
         if path.is_dir():  # record which checkpoint of the run was used
             path = find_checkpoint(path)
-        from canstyle.device import resolve_device
-
         model, config, classes = load_generator(path, resolve_device(str(device)))
         return cls(model, config, classes, path)
 
@@ -184,16 +183,14 @@ def generate(seeds: list[int], checkpoint: str | os.PathLike[str] | None = None,
 
     Like every one-shot function it keeps the model of its last call (``canstyle.oneshot``).
     """
-    from canstyle.device import resolve_device
     from canstyle.oneshot import reuse
 
-    src = None if checkpoint is None else str(Path(checkpoint).resolve())
-    # Keyed by the file's state too: a run folder that gains a newer checkpoint, or a replaced
-    # export, is loaded again rather than served stale.
-    state = None
-    if src is not None:
-        p = find_checkpoint(src) if Path(src).is_dir() else Path(src)
-        st = p.stat() if p.exists() else None
-        state = (str(p), st.st_size, st.st_mtime_ns) if st else None
-    gen = reuse("generate", (src, state, device), lambda: CanGenerator.load(src, resolve_device(device)))
+    # The run folder resolved to its checkpoint, and keyed by the file's state: a run that gains
+    # a newer checkpoint, or a replaced export, is loaded again rather than served stale.
+    path = None if checkpoint is None else Path(checkpoint).resolve()
+    if path is not None and path.is_dir():
+        path = find_checkpoint(path)
+    st = path.stat() if path is not None and path.exists() else None
+    state = None if st is None else (st.st_size, st.st_mtime_ns)
+    gen = reuse("generate", (path, state, device), lambda: CanGenerator.load(path, device))
     return gen(list(seeds), truncation, callback=callback)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch.nn import functional as F
 
 from canstyle.errors import CanstyleError
+from canstyle.imageops import resize_to
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # huggan/wikiart's `style` ClassLabel, in index order (used when a shard carries no feature metadata).
@@ -165,7 +165,7 @@ def decode(item: Item, size: int) -> np.ndarray:
     scale = min(1.0, size / min(h, w))
     if scale < 1.0:
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        img = F.interpolate(img, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        img = resize_to(img, (nh, nw), "bilinear")
         h, w = nh, nw
     short = min(h, w)
     lim = int(short * MAX_ASPECT)

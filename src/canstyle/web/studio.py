@@ -87,11 +87,11 @@ class Studio:
         self._gen_lock = threading.Lock()
         self._checked: dict[tuple[str, int, int], dict[str, Any] | None] = {}  # file state -> entry
         self._generators: OrderedDict[str, Any] = OrderedDict()  # CPU copies, for painting grids
-        # Used by the worker thread only: one SR upscaler and one VGG engine for every job, and
-        # the few generators recently stylised with (the large models are never duplicated).
+        # Used by the worker thread only: one SR upscaler and one VGG engine for every job, and on
+        # a GPU device copies of the few generators recently stylised with.
         self._upscaler: Any = None
         self._engine: Any = None
-        self._cans: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._cans: OrderedDict[str, Any] = OrderedDict()
 
     def scrub(self, message: str) -> str:
         """A message fit for the browser: server folders and absolute paths cut to file names."""
@@ -257,17 +257,17 @@ class Studio:
         from canstyle.pipeline import Pipeline
 
         upscaler, engine = self._parts()
-        key = (m["sha256"], str(engine.device))
-        if key not in self._cans:
-            with self._gen_lock:
-                can = self._generator(m)
-            if engine.device.type != "cpu":  # a copy: the CPU one keeps painting grids
-                can = replace(can, model=copy.deepcopy(can.model).to(engine.device))
-            self._cans[key] = can
-            while len(self._cans) > 4:  # each is a few MB; the big models are never copied
-                self._cans.popitem(last=False)
-        self._cans.move_to_end(key)
-        return Pipeline(generator=self._cans[key], upscaler=upscaler, engine=engine)
+        with self._gen_lock:
+            can = self._generator(m)
+        if engine.device.type != "cpu":  # a device copy; the CPU one keeps painting grids
+            key = m["sha256"]
+            if key not in self._cans:
+                self._cans[key] = replace(can, model=copy.deepcopy(can.model).to(engine.device))
+                while len(self._cans) > 4:  # each is a few MB; the big models are never copied
+                    self._cans.popitem(last=False)
+            self._cans.move_to_end(key)
+            can = self._cans[key]
+        return Pipeline(generator=can, upscaler=upscaler, engine=engine)
 
     def _style(self, req: dict[str, Any], size: int, out: Path, cb: Any) -> tuple[Any, torch.Tensor, dict]:
         """(engine, style image, facts to record) for the job's painting."""
