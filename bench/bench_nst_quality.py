@@ -47,7 +47,7 @@ PAIRS = [
     ("meerkats / Hokusai, Ukiyo-e", SHARED / "photos/meerkats.jpg",
      ART / "Ukiyo_e/katsushika_hokusai__the_great_wave_off_kanagawa.jpg"),
     ("astronaut / CAN painting", ROOT / "src/canstyle/assets/demo/astronaut.jpg",
-     ROOT / "docs/demo/art_seed0020_x4.png"),
+     ROOT / "examples/can_painting.png"),
     ("chelsea / Van Gogh", ROOT / "src/canstyle/assets/demo/chelsea.jpg", ROOT / "examples/starry_night.jpg"),
     ("toucan / Sisley, hazy river", SHARED / "photos/toucan.jpg",
      ART / "Impressionism/alfred_sisley__the_bridge_at_villeneuve_la_garenne.jpg"),
