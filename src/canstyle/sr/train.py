@@ -28,7 +28,7 @@ from canstyle.errors import CanstyleError
 from canstyle.fsutil import atomic_write
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.sr.data import load_training_images, make_pairs, random_crops
-from canstyle.sr.models import ARCHS
+from canstyle.sr.models import ARCHS, build
 from canstyle.sr.zoo import arch_of, load_state
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,6 @@ class Trainer:
                  precision: str = "auto", seed: int = 0, checkpoint: dict | None = None) -> None:
         """``run_dir`` exists already; the trainer writes only into it, and only from ``fit``
         and the ``save_*`` methods."""
-        from canstyle.sr.models import build
-
         if checkpoint is None:
             self.arch, state = load_state(opts.init)
         else:  # resuming: the checkpoint has everything, the --init weights may be gone
