@@ -140,6 +140,10 @@ def test_prepare_never_deletes_a_folder_that_is_not_a_cache(tmp_path: Path) -> N
     (tmp_path / "a.png").write_bytes(b"x")
     with pytest.raises(CanstyleError, match="is a file"):
         prepare(src, tmp_path / "a.png", size=32, overwrite=True)
+    for size in (4, 100_000):  # a typo in --size fails before any work
+        with pytest.raises(CanstyleError, match="cache size must be between"):
+            prepare(src, tmp_path / "typo", size=size)
+    assert not (tmp_path / "typo").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert prepare(src, empty, size=32).count == 6  # an empty folder is fine, without --overwrite

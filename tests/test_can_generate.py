@@ -83,6 +83,7 @@ def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path, capsys:
     assert load_rgb(out / "seed0007.png").shape == (1, 3, 64, 64)
     assert_fails_cleanly(capsys, ["generate", str(run_dir), "--seeds", "7", "-o", str(out)],
                          "output exists", "seed0007.png")  # no silent overwrite
+    assert meta["checkpoint"].endswith(".pt")  # a run folder is recorded as the checkpoint it used
     assert main(["export", str(run_dir), "-o", str(tmp_path / "e.safetensors")]) == 0
     assert load_generator(tmp_path / "e.safetensors")[2] == ["Baroque", "Impressionism", "Ukiyo_e"]
 
@@ -90,6 +91,9 @@ def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path, capsys:
 def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
                       isolated_home: Path) -> None:
     cache, run_dir = run
+    few = make_folders(tmp_path / "few", per_style=2)  # too few of the generator's own styles
+    assert_fails_cleanly(capsys, ["evaluate", str(run_dir), "--data", str(few), "-n", "4", "--device", "cpu", "-q"],
+                         "the data the generator was trained on")
     report = tmp_path / "m.json"
     assert main(["evaluate", str(run_dir), "--data", str(cache), "-n", "12", "--json", str(report),
                  "--classifier-size", "64", "--device", "cpu", "--precision", "fp32"]) == 0
@@ -188,3 +192,13 @@ def test_heldout_split_is_stratified(run: tuple[Path, Path]) -> None:
     tr, held = split(sel, 0.2, 0)
     assert len(set(tr) & set(held)) == 0 and len(tr) + len(held) == len(sel.indices)
     assert sorted(np.bincount(sel.labels[held]).tolist()) == [1, 1, 1]
+
+
+def test_generate_cli_defaults_to_the_embedded_can(tmp_path: Path) -> None:
+    from canstyle.assets import DEFAULT_CAN
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--seeds", "3", "-o", str(out), "-q"]) == 0
+    meta = read_metadata(out / "seed0003.png")
+    assert meta["checkpoint"] == str(DEFAULT_CAN) and len(meta["classes"]) == 13
+    assert load_rgb(out / "seed0003.png").shape == (1, 3, 128, 128)

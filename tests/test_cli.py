@@ -152,7 +152,7 @@ def test_seed_type_bounds():
 @pytest.mark.parametrize("flags", [["--optimizer", "adam", "--lr", "-1"], ["--lr", "nan"], ["--lr", "0"],
                                    ["--content-weight", "nan"], ["--content-weight", "inf"],
                                    ["--style-weight", "inf"], ["--tv-weight", "nan"], ["--style-scale", "inf"],
-                                   ["--style-weights", "nan"]])
+                                   ["--style-weights", "nan"], ["--size", "100000"]])
 def test_non_finite_or_bad_float_options(capsys, tmp_path, square, flags):
     out = tmp_path / "o.png"
     assert_fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), *FAST, *flags], flags[-2])

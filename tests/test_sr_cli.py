@@ -84,6 +84,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert_fails_cleanly(capsys, argv, message)
 
 
+def test_an_unsupported_output_format_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    painting((16, 16)).save(tmp_path / "img.png")
+    for name in ("out.webp", "out.GIF"):
+        argv = ["upscale", str(tmp_path / "img.png"), "-o", str(tmp_path / name), "-q"]
+        assert_fails_cleanly(capsys, argv, "unsupported output format")
+        assert not (tmp_path / name).exists()  # not made into a folder of PNGs
+
+
 @pytest.mark.parametrize("command", ["upscale", "train-sr", "eval-sr"])
 def test_help_works(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: canstyle " + command in cli_help(capsys, command)

@@ -23,6 +23,7 @@ from canstyle.cliutil import (
 )
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import check_writable
+from canstyle.nst.plan import MAX_SIDE, MIN_SIDE
 from canstyle.seeds import draw_seed
 
 if TYPE_CHECKING:  # annotations only; the heavy imports stay lazy
@@ -84,8 +85,8 @@ def _check_args(args: argparse.Namespace) -> None:
     # seed_type bounds each seed; the last of the --n-arts art seeds S, S+1, ... must fit too.
     if args.art_seed is not None and args.art_seed + args.n_arts - 1 > MAX_SEED:
         raise CanstyleError(f"--art-seed must be at most 2**63 - {args.n_arts} with --n-arts {args.n_arts}")
-    if args.style_size is not None and args.style_size < 32:
-        raise CanstyleError("--style-size must be at least 32")
+    if args.style_size is not None and not MIN_SIDE <= args.style_size <= MAX_SIDE:
+        raise CanstyleError(f"--style-size must be between {MIN_SIDE} and {MAX_SIDE}, got {args.style_size}")
     # Fail now, before loading models, if OUTDIR cannot be a folder we can write in.
     check_writable(args.output / "run.json", args.overwrite)
 

@@ -34,6 +34,7 @@ from canstyle.progress import Progress, ProgressCallback
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: several sources; index rows are (offset, h, w, class, source)
+MAX_CACHE_SIDE = 2048  # 8x the largest preset; more only fills the disk (and is usually a typo)
 
 
 @dataclass
@@ -64,8 +65,8 @@ def prepare(
 def _prepare(src: SourceArg, dest: Path, size: int, styles: list[str] | None, overwrite: bool,
              callback: ProgressCallback | None, replaces: tuple[int, ...] | None) -> PrepareReport:
     srcs = as_sources(src)
-    if size < 8:
-        raise CanstyleError(f"cache size must be at least 8 pixels, got {size}")
+    if not 8 <= size <= MAX_CACHE_SIDE:
+        raise CanstyleError(f"cache size must be between 8 and {MAX_CACHE_SIDE} pixels, got {size}")
     for p in srcs:
         detect_layout(p)  # a missing or unknown source fails before any work
     check_dest(dest, overwrite)

@@ -35,6 +35,7 @@ from canstyle.progress import Progress, ProgressCallback
 log = logging.getLogger(__name__)
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 FEATURE_VERSION = 1
+MIN_PER_STYLE = 3  # paintings per style: one to hold out, one to calibrate, one to train on
 
 
 def _opt(default: Any, help: str, **meta: Any) -> Any:
@@ -224,10 +225,10 @@ def build_judge(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleFeat
     the difference between a CAN and a GAN.
     """
     counts = np.bincount(sel.labels, minlength=len(sel.classes))
-    if counts.min() < 3:  # one to hold out, one to calibrate, one to train on
+    if counts.min() < MIN_PER_STYLE:
         rare = sel.classes[int(counts.argmin())]
-        raise CanstyleError(f"style {rare} has {counts.min()} paintings; the judge needs at least 3 per "
-                            "style (drop rare styles with --min-images)")
+        raise CanstyleError(f"style {rare} has {counts.min()} paintings; the judge needs at least "
+                            f"{MIN_PER_STYLE} per style (drop rare styles with --min-images)")
     t = _real_features(cache, sel, opts, feat, store)
     k = len(sel.classes)
     tr = t["train_pos"].numpy()
@@ -347,6 +348,11 @@ def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[
     sel = select(cache, gen_classes or styles, 0 if gen_classes else min_images)
     if gen_classes and sel.classes != gen_classes:
         raise CanstyleError(f"the data lacks some of the generator's styles {gen_classes}")
+    counts = np.bincount(sel.labels, minlength=len(sel.classes))
+    if gen_classes and counts.min() < MIN_PER_STYLE:  # --min-images cannot drop a generator's style
+        raise CanstyleError(f"the data has {counts.min()} paintings of the generator's style "
+                            f"{sel.classes[int(counts.argmin())]} and the judge needs {MIN_PER_STYLE}; "
+                            "evaluate on the data the generator was trained on")
     feat = StyleFeatures(opts, dev, dtype)
     judge = build_judge(cache, sel, opts, feat, store or home() / "can-eval")
     if callback is not None:

@@ -1,4 +1,4 @@
-"""``canstyle generate CKPT -n 16 [--seeds 0-15] -o DIR [--grid] [--truncation T]``."""
+"""``canstyle generate [CKPT] -n 16 [--seeds 0-15] -o DIR [--grid] [--truncation T]``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ log = logging.getLogger("canstyle")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from canstyle.device import DEVICES
 
-    p.add_argument("checkpoint", type=Path, help="a run folder, a checkpoint or an exported .safetensors")
+    p.add_argument("checkpoint", type=Path, nargs="?", default=None,
+                   help="a run folder, a checkpoint or an exported .safetensors (default: the embedded default CAN)")
     p.add_argument("-n", type=int, default=16, help="how many images (seeds 0..n-1 unless --seeds)")
     p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 3,7,11 (default: 0..n-1)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for seedNNNN.png files")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for p in paths + ([args.output / "grid.png"] if args.grid else []):
         check_writable(p, args.overwrite)  # fail before computing anything
     gen = CanGenerator.load(args.checkpoint, resolve_device(args.device))
-    base = {"command": "generate", "checkpoint": str(args.checkpoint), "truncation": args.truncation,
+    base = {"command": "generate", "checkpoint": str(gen.source), "truncation": args.truncation,
             "preset": gen.config.preset, "classes": gen.classes}
     _write_images(gen, seeds, paths, base, args)
     log.info("wrote %d images to %s", len(seeds), args.output)

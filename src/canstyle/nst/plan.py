@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 from canstyle.errors import CanstyleError
 
 MIN_SIDE = 32  # below this VGG's conv5 sees fewer than 2x2 positions
+# A result of 8192 px already needs tens of GB for VGG's activations; beyond it a size is a typo.
+MAX_SIDE = 8192
 
 
 def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untyped-def]
@@ -92,8 +94,8 @@ class StylizeOptions:
 
     def validate(self) -> None:
         self._check_numbers()
-        if self.size < MIN_SIDE:
-            raise CanstyleError(f"--size must be at least {MIN_SIDE}, got {self.size}")
+        if not MIN_SIDE <= self.size <= MAX_SIDE:
+            raise CanstyleError(f"--size must be between {MIN_SIDE} and {MAX_SIDE}, got {self.size}")
         if (self.iterations is not None and self.iterations < 1) or (
                 self.coarse_iterations is not None and self.coarse_iterations < 0):
             raise CanstyleError("--iterations must be >= 1 and --coarse-iterations >= 0")

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_args(p, seed=False)
 
 
+OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+
+
 def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) -> list[Path]:
     """Where each input goes; checked before any computation."""
     from canstyle.fsutil import check_writable
@@ -51,6 +54,9 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
             raise CanstyleError(f"-o {output} names one file but there are {len(inputs)} inputs; "
                                 "give a folder instead")
         outs = [output]
+    elif output.suffix.lower() in OTHER_IMAGE_SUFFIXES and not output.is_dir():
+        # Without this, "-o out.webp" would quietly become a folder of PNGs.
+        raise CanstyleError(f"unsupported output format {output.suffix!r}: use .png or .jpg, or a folder")
     else:
         if output.exists() and not output.is_dir():
             raise CanstyleError(f"output folder is a file: {output}")
