@@ -120,10 +120,13 @@ def test_resume_before_the_first_checkpoint_restarts_the_run(cache: Path, tmp_pa
     assert [p.name for p in checkpoints(run)] == ["step00000004.pt"]
 
 
-@pytest.mark.parametrize("bad", [{"lr_g": float("nan")}, {"beta1": 2.0}, {"beta2": -1.0},
-                                 {"ambiguity_weight": float("inf")}])
+@pytest.mark.parametrize("bad", [{"lr_g": float("nan")}, {"lr_d": -1.0}, {"beta1": 2.0}, {"beta2": -1.0},
+                                 {"ambiguity_weight": float("inf")}, {"width": 0.0}, {"ema_decay": 1.0},
+                                 {"crop_min": 0.0}])
 def test_bad_optimiser_values_are_refused(cache: Path, tmp_path: Path, bad: dict) -> None:
-    with pytest.raises(CanstyleError):
+    (name,) = bad
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(CanstyleError, match=f"^{flag} must be a finite number in"):  # names the option
         train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **{**TINY, **bad}),
               precision="fp32", dry_run=True)
 

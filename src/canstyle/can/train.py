@@ -88,16 +88,18 @@ class TrainOptions:
                      "keep_checkpoints", "n_samples"):
             if getattr(self, name) < 1:
                 raise CanstyleError(f"--{name.replace('_', '-')} must be at least 1")
-        nums = (self.lr_g, self.lr_d, self.beta1, self.beta2, self.ambiguity_weight, self.style_weight,
-                self.ema_decay, self.crop_min, self.width)
-        if not all(math.isfinite(v) for v in nums):  # NaN slips through every comparison below
-            raise CanstyleError("numeric options must be finite numbers, not nan or inf")
-        if min(self.lr_g, self.lr_d) <= 0 or self.ambiguity_weight < 0 or self.style_weight < 0:
-            raise CanstyleError("learning rates must be positive and loss weights non-negative")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise CanstyleError("--beta1 and --beta2 must be in [0, 1)")
-        if not (0 <= self.ema_decay < 1 and 0 < self.width <= 4):
-            raise CanstyleError("--ema-decay must be in [0, 1) and --width in (0, 4]")
+        # (option, lowest, lowest allowed?, highest, highest allowed?), each checked on its own so the
+        # message names it; NaN fails every comparison, so it is caught here too.
+        ranges = (("lr_g", 0, False, math.inf, False), ("lr_d", 0, False, math.inf, False),
+                  ("ambiguity_weight", 0, True, math.inf, False), ("style_weight", 0, True, math.inf, False),
+                  ("beta1", 0, True, 1, False), ("beta2", 0, True, 1, False),
+                  ("ema_decay", 0, True, 1, False), ("width", 0, False, 4, True),
+                  ("crop_min", 0, False, 1, True))
+        for name, lo, lo_ok, hi, hi_ok in ranges:
+            v = getattr(self, name)
+            if not (math.isfinite(v) and (v >= lo if lo_ok else v > lo) and (v <= hi if hi_ok else v < hi)):
+                bounds = f"{'[' if lo_ok else '('}{lo:g}, {hi:g}{']' if hi_ok else ')'}"
+                raise CanstyleError(f"--{name.replace('_', '-')} must be a finite number in {bounds}, got {v}")
         parse_augment(self.augment)
 
     def model_config(self, n_classes: int) -> ModelConfig:
