@@ -31,6 +31,7 @@ from canstyle.can.sources import SourceArg, as_sources, parse_styles
 from canstyle.can.trainer import METRICS, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
+from canstyle.fsutil import check_writable_folder
 
 # Imported here, not lazily in the loop: a package upgraded under an hours-long run must not
 # break its first sample grid (session 13 lost three runs' last 500 steps that way).
@@ -188,6 +189,8 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     if not data:
         raise CanstyleError("DATA is required (a folder, CSV, parquet shards or a prepared cache)")
     opts.validate()
+    if run is None:  # a dry run too: it promises that the real run can start
+        check_writable_folder(out, target="a run folder")
     if seed is None:
         seed = int(dd.broadcast_object(draw_seed(), info))  # type: ignore[call-overload]
     styles = parse_styles(opts.styles)
