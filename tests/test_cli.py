@@ -191,3 +191,16 @@ def test_every_device_flag_takes_cuda_n() -> None:
         with pytest.raises(Exception, match="cuda:N"):
             action.type("tpu")
     assert seen >= 8
+
+
+def test_threads_flag_sets_torch_threads(capsys, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert_fails_cleanly(capsys, ["upscale", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o"),
+                                      "--threads", "1"], "no such file")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert_fails_cleanly(capsys, ["stylize", "a.png", "b.png", "-o", "o.png", "--threads", "0"], "--threads")

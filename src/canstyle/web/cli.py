@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch threads for the worker (default: $OMP_NUM_THREADS, else all cores)")
     p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest upload in MiB")
     p.add_argument("--max-upload-mp", type=float, default=40.0, help="largest upload in megapixels")
-    add_runtime_args(p, seed=False)
+    add_runtime_args(p, seed=False, threads=False)
 
 
 def _threads(requested: int | None) -> int:
