@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("checkpoint", type=Path, nargs="?", default=None,
                    help="a run folder, a checkpoint or an exported .safetensors (default: the embedded default CAN)")
-    p.add_argument("-n", type=int, default=16, help="how many images (seeds 0..n-1 unless --seeds)")
+    p.add_argument("-n", type=int, default=None, help="how many images, seeds 0..n-1 (default: 16; or --seeds)")
     p.add_argument("--seeds", default=None, help="seeds, e.g. 0-15 or 3,7,11 (default: 0..n-1)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for seedNNNN.png files")
     p.add_argument("--grid", action="store_true", help="also write grid.png with all images")
@@ -41,9 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.device import resolve_device
     from canstyle.fsutil import check_writable
 
-    if args.seeds is None and not 1 <= args.n <= MAX_IMAGES:
+    if args.seeds is not None and args.n is not None:
+        raise CanstyleError("give -n or --seeds, not both")
+    n = 16 if args.n is None else args.n
+    if args.seeds is None and not 1 <= n <= MAX_IMAGES:
         raise CanstyleError(f"-n must be between 1 and {MAX_IMAGES:,}")
-    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else list(range(n))
     if args.grid and len(seeds) > MAX_GRID:
         raise CanstyleError(f"--grid takes at most {MAX_GRID} images; drop --grid or ask for fewer")
     check_truncation(args.truncation)
