@@ -60,10 +60,11 @@ def test_cache_keeps_colours(tmp_path: Path) -> None:
         assert np.abs(mean - expected).max() < 25
 
 
-def test_styles_subset_and_rare_styles(tmp_path: Path) -> None:
+def test_styles_subset_and_rare_styles(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     src = make_csv(tmp_path / "src")
-    rep = prepare(src, tmp_path / "cache", size=32, styles=["Ukiyo_e", "Baroque"])
+    rep = prepare(src, tmp_path / "cache", size=32, styles=["Ukiyo_e", "Baroque", "Barocco"])
     assert rep.counts == {"Baroque": 6, "Ukiyo_e": 6}
+    assert "styles not found in the data: Barocco" in caplog.text  # a typo is not passed over
     assert rep.skipped == {"corrupt": 1, "missing": 1}
     cache = Cache(tmp_path / "cache")
     sel = select(cache, ["Ukiyo_e", "Baroque"])

@@ -106,6 +106,9 @@ def _prepare(src: SourceArg, dest: Path, size: int, styles: list[str] | None, ov
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts = Counter(r[3] for r in rows)
+    missing = sorted(set(styles or ()) - set(counts))
+    if missing:  # a typo in --styles must not pass unnoticed; 'paper' may rightly miss some
+        log.warning("styles not found in the data: %s", ", ".join(missing))
     if skipped:
         log.warning("skipped %d unreadable images (%s)", sum(skipped.values()),
                     ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
