@@ -88,6 +88,8 @@ def test_generate_and_export_cli(run: tuple[Path, Path], tmp_path: Path, capsys:
     assert meta["checkpoint"].endswith(".pt")  # a run folder is recorded as the checkpoint it used
     assert main(["export", str(run_dir), "-o", str(tmp_path / "e.safetensors")]) == 0
     assert load_generator(tmp_path / "e.safetensors")[2] == ["Baroque", "Impressionism", "Ukiyo_e"]
+    assert_fails_cleanly(capsys, ["export", str(tmp_path / "e.safetensors"), "-o", str(tmp_path / "f.safetensors")],
+                         "is an exported generator")
 
 
 def test_evaluate_cli(run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],

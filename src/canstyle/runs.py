@@ -172,7 +172,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (a truncated or foreign file: explain, don't trace back)
-        raise CanstyleError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+        raise CanstyleError(f"cannot read checkpoint {path}: not a torch checkpoint, or a damaged one "
+                            f"({first_line(e)})") from None
     if not isinstance(state, dict):
         raise CanstyleError(f"{path} is not a canstyle checkpoint")
     return state

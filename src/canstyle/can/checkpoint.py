@@ -29,6 +29,9 @@ def save_checkpoint(run: Path, step: int, state: dict[str, Any], keep: int) -> P
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    if Path(path).suffix == ".safetensors":  # e.g. `export` given what export wrote
+        raise CanstyleError(f"{path} is an exported generator, not a training checkpoint; "
+                            "it can be used as it is (generate, create, evaluate)")
     state = runs.load_checkpoint(path)
     if state.get("format") != FORMAT:
         raise CanstyleError(f"{path} is not a canstyle CAN checkpoint")

@@ -42,7 +42,8 @@ def load_generator(src: str | os.PathLike[str], device: str | torch.device = "cp
             raise CanstyleError(f"no such generator: {p}")
         meta = read_metadata(p)
         if meta.get("format") != EXPORT_FORMAT:
-            raise CanstyleError(f"{p} is not a canstyle CAN generator (format {meta.get('format')!r})")
+            kind = f"format {meta['format']!r}" if meta.get("format") else "other weights, without a CAN's metadata"
+            raise CanstyleError(f"{p} is not a canstyle CAN generator ({kind})")
         cfg, classes = ModelConfig.from_json(meta["config"]), json.loads(meta["classes"])
         try:
             state = {k: v.float() for k, v in load_file(str(p)).items()}
