@@ -204,3 +204,16 @@ def test_threads_flag_sets_torch_threads(capsys, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert_fails_cleanly(capsys, ["stylize", "a.png", "b.png", "-o", "o.png", "--threads", "0"], "--threads")
+
+
+def test_style_weights_and_init_are_checked_before_the_network_loads(capsys, tmp_path, square, monkeypatch):
+    import canstyle.nst.stylize as st
+
+    def no_network(*a, **k):  # noqa: ANN002, ANN003
+        raise AssertionError("the network was loaded before the options were checked")
+
+    monkeypatch.setattr(st, "StyleTransfer", no_network)
+    out = tmp_path / "o.png"
+    assert_fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), "--style-weights", "1,2"], "--style-weights")
+    assert_fails_cleanly(capsys, ["stylize", square, STYLE, "-o", str(out), "--init", str(tmp_path / "nope.png")],
+                         "no such file")

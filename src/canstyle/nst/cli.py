@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_format(args.output)  # fail before the long computation, not after it
     content = load_image(args.content)
     styles = [load_image(s).rgb for s in args.styles]
+    opts.weights_for(len(styles))  # these two fail before the network loads, not after
+    if opts.init not in ("noise", "content"):
+        load_image(opts.init)
     for snap in _snapshot_paths(args.output, tuple(content.rgb.shape[-2:]), opts, args.save_every):
         check_writable(snap, args.overwrite)  # a snapshot is an output too: never clobbered silently
     seed = args.seed if args.seed is not None else draw_seed()

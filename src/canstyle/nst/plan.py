@@ -114,6 +114,14 @@ class StylizeOptions:
         ):
             raise CanstyleError("--style-weights must be non-negative with a positive sum")
 
+    def weights_for(self, n_styles: int) -> list[float]:
+        """The blend weight of each of ``n_styles`` styles (equal unless --style-weights)."""
+        if self.style_weights is None:
+            return [1.0] * n_styles
+        if len(self.style_weights) != n_styles:
+            raise CanstyleError(f"--style-weights has {len(self.style_weights)} values for {n_styles} style(s)")
+        return list(self.style_weights)
+
     def _check_numbers(self) -> None:
         """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""
         names = ("lr", "content_weight", "style_weight", "tv_weight", "start_tv_weight", "style_scale",

@@ -124,7 +124,7 @@ class StyleTransfer:
         fp32 is passed down rather than set on the engine, so a stylisation running in
         another thread (the web studio) keeps its own precision.
         """
-        w = _style_weights(opts, len(styles))
+        w = opts.weights_for(len(styles))
         long = max(x.shape[-2:])
         t = self.targets(content, styles, w, tuple(x.shape[-2:]), round(long * opts.style_scale), torch.float32,
                          opts.loss_scale == "pair")
@@ -149,7 +149,7 @@ class StyleTransfer:
         styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
         if not styles:
             raise CanstyleError("at least one style image is needed")
-        weights = _style_weights(opts, len(styles))
+        weights = opts.weights_for(len(styles))
         content = content.float().cpu()
         orig_content = content
         if opts.preserve_color == "luminance":
@@ -212,14 +212,6 @@ class StyleTransfer:
         if opts.preserve_color == "luminance":
             img = color.luminance(img)
         return resize_to(img, hw)
-
-
-def _style_weights(opts: StylizeOptions, n: int) -> list[float]:
-    if opts.style_weights is None:
-        return [1.0] * n
-    if len(opts.style_weights) != n:
-        raise CanstyleError(f"--style-weights has {len(opts.style_weights)} values for {n} styles")
-    return list(opts.style_weights)
 
 
 def _optimize(engine: StyleTransfer, x0, t, opts, n, report):  # type: ignore[no-untyped-def]
