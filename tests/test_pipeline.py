@@ -239,6 +239,7 @@ def test_bad_stylize_options_and_seeds_fail_before_painting(tiny_can: Path, phot
     assert_fails_cleanly(capsys, [*base, "--optimizer", "adam", "--lr", "-1"], "--lr")
     assert_fails_cleanly(capsys, [*base, "--content-weight", "nan"], "--content-weight")
     assert_fails_cleanly(capsys, [*base, "--style-size", "100000"], "--style-size")
+    assert_fails_cleanly(capsys, [*base, "--truncation", "nan"], "--truncation")
     assert_fails_cleanly(capsys, [*base, "--size", "100000"], "--size")
     assert_fails_cleanly(capsys, [*base, "--art-seed", str(2**63)], "--art-seed")
     assert_fails_cleanly(capsys, [*base, "--art-seed", str(2**63 - 1), "--n-arts", "2"], "--art-seed")

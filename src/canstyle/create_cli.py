@@ -87,6 +87,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CanstyleError(f"--art-seed must be at most 2**63 - {args.n_arts} with --n-arts {args.n_arts}")
     if args.style_size is not None and not MIN_SIDE <= args.style_size <= MAX_SIDE:
         raise CanstyleError(f"--style-size must be between {MIN_SIDE} and {MAX_SIDE}, got {args.style_size}")
+    from canstyle.can.generate import check_truncation
+
+    check_truncation(args.truncation)
     # Fail now, before loading models, if OUTDIR cannot be a folder we can write in.
     check_writable(args.output / "run.json", args.overwrite)
 
