@@ -92,6 +92,16 @@ def test_an_unsupported_output_format_is_refused(tmp_path: Path, capsys: pytest.
         assert not (tmp_path / name).exists()  # not made into a folder of PNGs
 
 
+def test_outputs_never_land_on_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    painting((16, 16)).save(folder / "img.png")
+    assert_fails_cleanly(capsys, ["upscale", str(folder), "-o", str(folder), "-q"], "is an input folder")
+    assert_fails_cleanly(capsys, ["upscale", str(folder / "img.png"), "-o", str(folder / "img.png"),
+                                  "--overwrite", "-q"], "replace its own input")
+    assert sorted(p.name for p in folder.iterdir()) == ["img.png"]
+
+
 @pytest.mark.parametrize("command", ["upscale", "train-sr", "eval-sr"])
 def test_help_works(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: canstyle " + command in cli_help(capsys, command)

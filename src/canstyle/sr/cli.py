@@ -97,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
     check_model(args.sr_model)
     inputs = list_images(args.inputs)
     outs = output_paths(inputs, args.output, args.scale, args.overwrite)
+    if args.output.resolve() in {p.resolve() for p in args.inputs if p.is_dir()}:
+        raise CanstyleError(f"-o {args.output} is an input folder, so a later run would enlarge the results "
+                            "again; choose another folder")
+    if {o.resolve() for o in outs} & {p.resolve() for p in inputs}:
+        raise CanstyleError("an output would replace its own input; choose another -o")
     check_inputs(inputs, args.scale)
     up = Upscaler(args.sr_model, args.device, args.precision, args.tile, args.tile_pad)
     for src, dst in zip(inputs, outs, strict=True):
