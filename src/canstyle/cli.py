@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = OneLineParser(prog=f"canstyle {ns.command}", description=help_text, formatter_class=Formatter)
     module.add_arguments(sub)
     args = sub.parse_args(argv[idx + 1 :])
-    if getattr(args, "threads", None) is not None and ns.command != "serve":  # serve sets its worker's
+    if getattr(args, "torch_threads", None) is not None:  # serve's own --threads is for its worker
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.torch_threads)
     try:
         return int(module.run(args) or 0)
     except CanstyleError as e:

@@ -133,7 +133,7 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True, threads
         # On a CPU that other work keeps busy, fewer threads than cores can be faster: the threads
         # of one operation wait for the slowest. Measured on 2 cores with one kept busy, a 64 px
         # stylise took 15.2 s with 2 threads and 9.1 s with 1 (77 s against 6.4 s beside a pytest run).
-        parser.add_argument("--threads", type=threads_type, default=None,
+        parser.add_argument("--threads", dest="torch_threads", metavar="N", type=threads_type, default=None,
                             help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores)")
 
     parser.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",

@@ -216,19 +216,21 @@ def _real_features(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleF
     return t
 
 
-def build_judge(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleFeatures, store: Path) -> Judge:
+def build_judge(cache: Cache, sel: Selection, opts: EvalOptions, feat: StyleFeatures, store: Path,
+                rare_fix: str = "drop rare styles with --min-images") -> Judge:
     """Train the style classifier on cached real features (deterministic, a few seconds).
 
     A tenth of the training paintings (stratified) is kept out of the head's
     training to fit a softmax temperature (Guo et al. 2017): an uncalibrated
     head is over-confident, which would pin every entropy near 0 and hide
-    the difference between a CAN and a GAN.
+    the difference between a CAN and a GAN. ``rare_fix`` tells the user what to do about a style
+    with too few paintings.
     """
     counts = np.bincount(sel.labels, minlength=len(sel.classes))
     if counts.min() < MIN_PER_STYLE:
         rare = sel.classes[int(counts.argmin())]
         raise CanstyleError(f"style {rare} has {counts.min()} paintings; the judge needs at least "
-                            f"{MIN_PER_STYLE} per style (drop rare styles with --min-images)")
+                            f"{MIN_PER_STYLE} per style ({rare_fix})")
     t = _real_features(cache, sel, opts, feat, store)
     k = len(sel.classes)
     tr = t["train_pos"].numpy()
@@ -348,13 +350,10 @@ def judged_samples(src: str | Path, data: SourceArg, n: int = 256, styles: list[
     sel = select(cache, gen_classes or styles, 0 if gen_classes else min_images)
     if gen_classes and sel.classes != gen_classes:
         raise CanstyleError(f"the data lacks some of the generator's styles {gen_classes}")
-    counts = np.bincount(sel.labels, minlength=len(sel.classes))
-    if gen_classes and counts.min() < MIN_PER_STYLE:  # --min-images cannot drop a generator's style
-        raise CanstyleError(f"the data has {counts.min()} paintings of the generator's style "
-                            f"{sel.classes[int(counts.argmin())]} and the judge needs {MIN_PER_STYLE}; "
-                            "evaluate on the data the generator was trained on")
     feat = StyleFeatures(opts, dev, dtype)
-    judge = build_judge(cache, sel, opts, feat, store or home() / "can-eval")
+    # --min-images cannot drop a generator's own style, so a rare one needs other data.
+    fix = "evaluate on the data the generator was trained on" if gen_classes else "drop rare styles with --min-images"
+    judge = build_judge(cache, sel, opts, feat, store or home() / "can-eval", rare_fix=fix)
     if callback is not None:
         callback(Progress("judge", 1, 1))
     return Judged(judge, feat, fake, cache, sel, opts)

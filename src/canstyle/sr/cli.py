@@ -64,6 +64,8 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
         dupes = sorted({o.name for o in outs if outs.count(o) > 1})
         if dupes:
             raise CanstyleError(f"several inputs would be written to the same file: {', '.join(dupes)}")
+    if {o.resolve() for o in outs} & {p.resolve() for p in inputs}:
+        raise CanstyleError("an output would replace its own input; choose another -o")
     for o in outs:
         check_writable(o, overwrite)
     return outs
@@ -100,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
     if args.output.resolve() in {p.resolve() for p in args.inputs if p.is_dir()}:
         raise CanstyleError(f"-o {args.output} is an input folder, so a later run would enlarge the results "
                             "again; choose another folder")
-    if {o.resolve() for o in outs} & {p.resolve() for p in inputs}:
-        raise CanstyleError("an output would replace its own input; choose another -o")
     check_inputs(inputs, args.scale)
     up = Upscaler(args.sr_model, args.device, args.precision, args.tile, args.tile_pad)
     for src, dst in zip(inputs, outs, strict=True):
