@@ -75,6 +75,15 @@ def test_cache_key_depends_on_every_source(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "c3").exists()
 
 
+def test_missing_source_fails_before_a_cache_is_announced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("CANSTYLE_HOME", str(tmp_path / "home"))
+    a = _folders(tmp_path / "a")
+    with caplog.at_level("INFO"), pytest.raises(CanstyleError, match="no such data: .*nope"):
+        ensure_cache([a, tmp_path / "nope"], 32)
+    assert "preparing" not in caplog.text and not (tmp_path / "home" / "can-data").exists()
+
+
 def test_cli_prepare_and_train_take_several_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from canstyle.cli import main
 

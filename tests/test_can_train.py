@@ -51,6 +51,17 @@ def test_dry_run_writes_nothing(cache: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_cache_smaller_than_the_preset_is_warned_about(cache: Path, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **TINY), precision="fp32",
+              seed=0, dry_run=True)
+        assert "enlarged" not in caplog.text  # 96 px for preset 64: fine
+        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, preset=128, **TINY),
+              precision="fp32", seed=0, dry_run=True)
+    assert "96 px" in caplog.text and "--preset 128" in caplog.text and "--size 256" in caplog.text
+
+
 def test_run_folder_layout(cache: Path, tmp_path: Path) -> None:
     opts = TrainOptions(steps=6, log_every=2, sample_every=3, checkpoint_every=2, keep_checkpoints=2, **TINY)
     res = train(str(cache), str(tmp_path / "runs"), opts, precision="fp32", seed=1)

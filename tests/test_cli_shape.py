@@ -57,6 +57,16 @@ def test_features_flag_in_help(module: str) -> None:
     assert "--features {auto,vgg19,vgg16}" in _parser(module).format_help()
 
 
+def test_every_command_that_writes_takes_o_and_output() -> None:
+    from canstyle.cli import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        if name in ("evaluate", "eval-sr"):  # they print their results (evaluate has --json)
+            continue
+        a = _action(_parser(module), "--output")
+        assert "-o" in a.option_strings, name
+
+
 def test_evaluate_flags_come_from_eval_options() -> None:
     import dataclasses
 

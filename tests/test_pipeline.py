@@ -108,6 +108,14 @@ def test_create_writes_everything(tiny_can: Path, photo: Path, tmp_path: Path,
     assert main([*argv, "--overwrite"]) == 0
 
 
+def test_create_names_a_painting_used_without_sr_by_its_size(tiny_can: Path, photo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["create", str(photo), "-o", str(out), "--checkpoint", str(tiny_can), "--art-seed", "7",
+                 "--style-size", "48", *FAST]) == 0
+    assert json.loads((out / "run.json").read_text())["sr_factor"] == 1
+    assert Image.open(out / "art_seed0007_48px.png").size == (48, 48)  # not "_x1": it was made smaller
+
+
 def test_seeds_in_run_json_reproduce_the_art(tiny_can: Path, photo: Path, tmp_path: Path) -> None:
     first = tmp_path / "first"
     assert main(["create", str(photo), "-o", str(first), "--checkpoint", str(tiny_can), *FAST]) == 0
@@ -116,7 +124,8 @@ def test_seeds_in_run_json_reproduce_the_art(tiny_can: Path, photo: Path, tmp_pa
     assert main(["create", str(photo), "-o", str(again), "--checkpoint", str(tiny_can), *FAST,
                  "--art-seed", str(run["art_seeds"][0]), "--seed", str(run["seed"])]) == 0
     s = run["art_seeds"][0]
-    for name in (f"art_seed{s:04d}.png", f"art_seed{s:04d}_x{run['sr_factor']}.png", f"photo_seed{s:04d}.png"):
+    style = next(p.name for p in first.glob(f"art_seed{s:04d}_*.png"))
+    for name in (f"art_seed{s:04d}.png", style, f"photo_seed{s:04d}.png"):
         assert np.array_equal(np.asarray(Image.open(first / name)), np.asarray(Image.open(again / name))), name
 
 

@@ -144,7 +144,7 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True, threads
     )
     if seed:
         parser.add_argument("--seed", type=seed_type, default=None, help="random seed (default: random, recorded in the output)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or progress lines")
 
 
 def add_features_arg(parser: argparse.ArgumentParser) -> None:

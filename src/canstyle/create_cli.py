@@ -116,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     style_size = args.style_size or opts.size
     factor = 2 ** sr_passes(pipe.generator.size, style_size)
     out, names = args.output, _names(args.content)
-    plan = {s: {"art": out / f"art_seed{s:04d}.png", "style": out / f"art_seed{s:04d}_x{factor}.png",
+    # The painting as used for the style: enlarged xN by SR, or (no SR pass) only resized.
+    tag = f"x{factor}" if factor > 1 else f"{style_size}px"
+    plan = {s: {"art": out / f"art_seed{s:04d}.png", "style": out / f"art_seed{s:04d}_{tag}.png",
                 "results": [out / f"{n}_seed{s:04d}.png" for n in names]} for s in art_seeds}
     files = [p for v in plan.values() for p in (v["art"], v["style"], *v["results"])]
     assert len(set(files)) == len(files), "planned output names must be unique"

@@ -6,8 +6,12 @@ tqdm bar and the web studio's live view are both just callbacks.
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import torch
 
@@ -30,15 +34,32 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class TqdmProgress:
-    """A tqdm bar driven by Progress records; use as a context manager."""
+    """A tqdm bar driven by Progress records; use as a context manager.
 
-    def __init__(self, desc: str = "", disable: bool = False) -> None:
-        from tqdm.auto import tqdm
+    When stderr is not a terminal (a log file, ``nohup``, CI) a bar would write one endless
+    line of carriage returns, so it prints a plain line instead, at most every ``interval``
+    seconds, at each new stage and at the end.
+    """
 
-        self._bar = tqdm(desc=desc, disable=disable, unit="it", dynamic_ncols=True)
+    def __init__(self, desc: str = "", disable: bool = False, interval: float = 10.0,
+                 stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
         self._stage = desc
+        self._lines = not disable and not _is_tty(self._stream)
+        self._interval, self._last_line, self._pending = interval, -math.inf, ""
+        self._bar = None
+        if not self._lines:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(desc=desc, disable=disable, unit="it", dynamic_ncols=True, file=self._stream)
 
     def __call__(self, p: Progress) -> None:
+        post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"} if p.size != (0, 0) else {}
+        if p.loss is not None:
+            post["loss"] = f"{p.loss:.4g}"
+        if self._bar is None:
+            self._line(p, post)
+            return
         # Multi-stage work (the pipeline: generate, upscale, stylize) restarts the bar per stage.
         if p.stage != self._stage or p.step < self._bar.n:
             self._stage = p.stage
@@ -47,14 +68,33 @@ class TqdmProgress:
         if self._bar.total != (p.total or None):
             self._bar.total = p.total or None
         self._bar.n = p.step
-        post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"} if p.size != (0, 0) else {}
-        if p.loss is not None:
-            post["loss"] = f"{p.loss:.4g}"
         self._bar.set_postfix(post, refresh=False)
         self._bar.refresh()
+
+    def _line(self, p: Progress, post: dict[str, str]) -> None:
+        if not self._lines:
+            return
+        done = f"{p.step}/{p.total} ({100 * p.step // p.total}%)" if p.total else f"{p.step}"
+        text = " ".join([p.stage, done, *(f"{k} {v}" for k, v in post.items())])
+        now = time.monotonic()
+        if p.stage != self._stage or now - self._last_line >= self._interval or (p.total and p.step >= p.total):
+            self._stage, self._last_line, self._pending = p.stage, now, ""
+            print(text, file=self._stream, flush=True)
+        else:
+            self._pending = text  # printed at exit if nothing newer was
 
     def __enter__(self) -> TqdmProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
+        elif self._pending:
+            print(self._pending, file=self._stream, flush=True)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False

@@ -237,6 +237,9 @@ def ensure_cache(src: SourceArg, size: int,
         return srcs[0]
     if any(is_cache(p) for p in srcs):
         raise CanstyleError("a prepared cache cannot be mixed with other sources; give the paintings")
+    for p in srcs:  # before "preparing a cache of ..." is printed
+        if not p.exists():
+            raise CanstyleError(f"no such data: {p}")
     dest = default_cache_dir(srcs, size, styles)
     if not is_cache(dest) and build:
         log.info("preparing a %dpx cache of %s in %s (once)", size, ", ".join(map(str, srcs)), dest)

@@ -64,21 +64,21 @@ def run(args: argparse.Namespace) -> int:
 def _write_images(gen: CanGenerator, seeds: list[int], paths: list[Path], base: dict, args: argparse.Namespace) -> None:
     """Paint and save batch by batch, so memory stays flat however many seeds are asked for."""
     import torch
-    from tqdm.auto import tqdm
 
     from canstyle.imageio import save_image
     from canstyle.imageops import make_grid
+    from canstyle.progress import Progress, TqdmProgress
 
     kept: list[torch.Tensor] = []
     batch = 32
-    with tqdm(total=len(seeds), desc="generate", unit="img", disable=args.quiet or len(seeds) <= batch) as bar:
+    with TqdmProgress("generate", disable=args.quiet or len(seeds) <= batch) as bar:
         for i in range(0, len(seeds), batch):
             imgs = gen(seeds[i : i + batch], args.truncation, batch=batch)
             for s, img, p in zip(seeds[i : i + batch], imgs, paths[i : i + batch], strict=True):
                 save_image(img[None], p, {**base, "seed": s}, overwrite=args.overwrite)
             if args.grid:
                 kept.append(imgs)
-            bar.update(len(imgs))
+            bar(Progress("generate", i + len(imgs), len(seeds)))
     if args.grid:
         save_image(make_grid(torch.cat(kept)), args.output / "grid.png", {**base, "seeds": seeds},
                    overwrite=args.overwrite)

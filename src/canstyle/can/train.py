@@ -201,6 +201,11 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     if not info.is_main:
         path = ensure_cache(data, size, styles, build=False)
     cache = Cache(path)
+    cached = int(cache.meta.get("size", 0))
+    if info.is_main and 0 < cached < opts.preset:  # crops would be enlarged: blurry training data
+        log.warning("the cache's images are %d px on the short side, less than --preset %d: they will be "
+                    "enlarged and blurred (prepare-data --size %d gives sharp ones)", cached, opts.preset,
+                    2 * opts.preset)
     sel = select(cache, styles, opts.min_images)
     if saved and sel.classes != saved["classes"]:
         raise CanstyleError(f"the data's styles {sel.classes} differ from the run's {saved['classes']}")

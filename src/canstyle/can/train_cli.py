@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="*", default=None,
                    help="paintings (style folders, CSVs, parquet shards, several in any mix) or a "
                         "prepare-data cache; optional with --resume")
-    p.add_argument("--out", default="runs", help="folder that holds the numbered run folders")
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", default="runs",
+                   help="folder that holds the numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
                    help="continue the newest run under --out, or the given run folder / checkpoint")
     p.add_argument("--dry-run", action="store_true", help="check data and models, time one step, write nothing")

@@ -94,7 +94,7 @@ def load_features(name: str = DEFAULT_FEATURES, pooling: str = "max") -> VGGFeat
         from canstyle.nst.vgg_weights import vgg19_available
 
         name = "vgg19" if vgg19_available() else "vgg16"
-        log.info("feature network: %s (auto%s)", name, "" if name == "vgg19" else ": VGG19 weights not found locally")
+        log.debug("feature network: %s (auto%s)", name, "" if name == "vgg19" else ": VGG19 weights not found locally")
     import canstyle.nst.vgg_weights  # noqa: F401  (registers the weight specs)
 
     state, meta = weights.load_weights(name)

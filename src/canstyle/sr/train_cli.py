@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("images", type=Path, nargs="*", metavar="IMAGES",
                    help="training image files or folders (optional with --resume: the run's own)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="folder for numbered run folders")
+    p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", type=Path, default=Path("runs"),
+                   help="folder for numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                    help="continue a run: a run folder, a checkpoint, or nothing for the newest in --out")
     p.add_argument("--val", type=Path, nargs="+", default=None, metavar="DIR",
