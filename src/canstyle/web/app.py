@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from canstyle import __version__
 from canstyle.web.jobs import JobManager
-from canstyle.web.routes_jobs import job_file_routes, job_routes
+from canstyle.web.routes_jobs import job_archive_routes, job_file_routes, job_routes
 from canstyle.web.routes_sources import model_routes, source_routes
 from canstyle.web.schemas import JobRequest
 from canstyle.web.security import LOOPBACK_HOSTS, SecurityMiddleware
@@ -71,6 +71,7 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
     model_routes(app, studio)
     job_routes(app, studio, manager)
     job_file_routes(app, manager)
+    job_archive_routes(app, manager)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index() -> FileResponse:

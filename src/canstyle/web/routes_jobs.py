@@ -114,7 +114,7 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
 
 
 def job_file_routes(app: FastAPI, manager: JobManager) -> None:
-    """Images of a job (preview, results, style), its zip, and the gallery of results."""
+    """Images of a job: its preview, results, their thumbnails and the style painting."""
 
     @app.get("/api/jobs/{job_id}/preview", summary="The running job's latest preview (JPEG)", responses=ERR)
     async def preview(job_id: str) -> Response:
@@ -167,6 +167,10 @@ def job_file_routes(app: FastAPI, manager: JobManager) -> None:
         if not path.is_file():
             raise HTTPException(404, "the style painting is not ready yet")
         return FileResponse(path, media_type="image/png")
+
+
+def job_archive_routes(app: FastAPI, manager: JobManager) -> None:
+    """A job's zip, and the gallery of jobs with results."""
 
     @app.get("/api/jobs/{job_id}/zip", response_class=FileResponse, responses=ERR,
              summary="A zip of the job's results, the painting it used and its parameters")
