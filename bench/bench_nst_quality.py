@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -74,18 +75,32 @@ def cell_input(photo: torch.Tensor, column: str) -> tuple[torch.Tensor, int]:
     return crop_aspect(photo, a / b), int(size)
 
 
-def cell_options(size: int, plain: int) -> StylizeOptions:
-    """The default options, or with ``plain`` > 0 plain Gatys: one scale from noise, ``plain``
-    evaluations, no plateau stop and no start-scale TV term (the speed benchmark's baseline)."""
-    if plain <= 0:
-        return StylizeOptions(size=size)
-    return StylizeOptions(size=size, min_scale=size, iterations=plain, plateau=0.0, start_tv_weight=0.0)
+def cell_options(size: int, plain: int, changes: dict[str, Any] | None = None) -> StylizeOptions:
+    """The default options with ``changes``, or with ``plain`` > 0 plain Gatys: one scale from
+    noise, ``plain`` evaluations, no plateau stop and no start-scale TV term (the speed
+    benchmark's baseline)."""
+    changes = changes or {}
+    if plain > 0:
+        changes = {"min_scale": size, "iterations": plain, "plateau": 0.0, "start_tv_weight": 0.0, **changes}
+    return StylizeOptions().with_overrides(size=size, **changes)
+
+
+def parse_changes(pairs: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE options: numbers as numbers, anything else as text."""
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def run_cell(engine: StyleTransfer, photo: torch.Tensor, painting: torch.Tensor, column: str,
-             out: Path, seed: int, plain: int = 0) -> dict:
+             out: Path, seed: int, plain: int = 0, changes: dict[str, Any] | None = None) -> dict:
     content, size = cell_input(photo, column)
-    opts = cell_options(size, plain)
+    opts = cell_options(size, plain, changes)
     n = [0]
 
     def count(p) -> None:  # type: ignore[no-untyped-def]
@@ -114,8 +129,11 @@ def main() -> None:
     ap.add_argument("--plain", type=int, default=0, metavar="N",
                     help="run plain single-scale Gatys with N evaluations instead of the default "
                          "(a reference for the limits; implies --no-doc)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a StylizeOptions field, e.g. --set quality=fine (implies --no-doc)")
     args = ap.parse_args()
-    args.no_doc = args.no_doc or args.plain > 0
+    changes = parse_changes(args.set)
+    args.no_doc = args.no_doc or args.plain > 0 or bool(changes)
     if not SHARED.is_dir():
         raise SystemExit(f"needs ../shared beside the clone ({SHARED})")
     columns = [c for c in args.sizes.split(",") if c]
@@ -129,7 +147,7 @@ def main() -> None:
         images.append([])
         for col in columns:
             path = out / f"{photo_path.stem}_{col.replace('@', '_').replace(':', 'x')}.png"
-            cell = run_cell(engine, photo, painting, col, path, args.seed, args.plain)
+            cell = run_cell(engine, photo, painting, col, path, args.seed, args.plain, changes)
             print(f"{name:42s} {col:8s} content {cell['content']:.3f} style {cell['style']:.4f} "
                   f"{cell['seconds']:.1f} s", flush=True)
             cells.append(cell)
@@ -137,7 +155,7 @@ def main() -> None:
         rows.append({"pair": name, "photo": str(photo_path.relative_to(ROOT.parent)),
                      "painting": str(paint_path.relative_to(ROOT.parent)), "cells": cells})
     result = {"machine": machine(), "precision": str(engine.dtype), "features": engine.features,
-              "seed": args.seed, "plain": args.plain, "columns": columns, "rows": rows, "limits": LIMITS}
+              "seed": args.seed, "plain": args.plain, "options": changes, "columns": columns, "rows": rows, "limits": LIMITS}
     (out / "quality.json").write_text(json.dumps(result, indent=1))
     sheet = contact_sheet(images, height=200)
     save_image(sheet, out / "contact_sheet.jpg", overwrite=True)
