@@ -14,6 +14,11 @@ of the photo to 2:1 and 1:2 at 384. Writes a contact sheet and a table to docs/.
 
     python bench/bench_nst_quality.py                 # about 20 min on 2 cores with bf16
     python bench/bench_nst_quality.py --pairs 2 --sizes 64,128   # quicker look
+
+Reference runs, which leave docs/ alone (use --out to keep their results apart):
+
+    python bench/bench_nst_quality.py --plain 500 --sizes 512 --out /tmp/plain   # plain Gatys
+    python bench/bench_nst_quality.py --set quality=fine --set loss_scale=pair --set style_weight=5
 """
 
 from __future__ import annotations
