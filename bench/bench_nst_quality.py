@@ -125,6 +125,7 @@ def run_cell(engine: StyleTransfer, photo: torch.Tensor, painting: torch.Tensor,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="use the first N pairs")
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first K of those (implies --no-doc)")
     ap.add_argument("--sizes", default=",".join(SIZES), help="columns, e.g. 64,128,384@2:1")
     ap.add_argument("--precision", default="auto", help="precision of the runs (measurement is fp32)")
     ap.add_argument("--features", default="vgg16")
@@ -138,7 +139,7 @@ def main() -> None:
                     help="change a StylizeOptions field, e.g. --set quality=fine (implies --no-doc)")
     args = ap.parse_args()
     changes = parse_changes(args.set)
-    args.no_doc = args.no_doc or args.plain > 0 or bool(changes)
+    args.no_doc = args.no_doc or args.plain > 0 or bool(changes) or args.skip > 0
     if not SHARED.is_dir():
         raise SystemExit(f"needs ../shared beside the clone ({SHARED})")
     columns = [c for c in args.sizes.split(",") if c]
@@ -146,7 +147,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     engine = StyleTransfer(args.features, "cpu", args.precision)
     rows, images = [], []  # images: one list per pair
-    for name, photo_path, paint_path in PAIRS[: args.pairs]:
+    for name, photo_path, paint_path in PAIRS[args.skip : args.pairs]:
         photo, painting = load_rgb(photo_path), load_rgb(paint_path)
         cells = []
         images.append([])
