@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from canstyle.errors import CanstyleError
 from canstyle.imageio import load_rgb, save_image
 from canstyle.imageops import contact_sheet
 from canstyle.nst.quality import fractions
@@ -94,7 +95,10 @@ def parse_changes(pairs: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE options: numbers as numbers, anything else as text."""
     out: dict[str, Any] = {}
     for item in pairs:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq or key == "size":
+            raise SystemExit(f"--set {item}: give KEY=VALUE for a StylizeOptions field other than size "
+                             "(the columns set it)")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -139,6 +143,12 @@ def main() -> None:
                     help="change a StylizeOptions field, e.g. --set quality=fine (implies --no-doc)")
     args = ap.parse_args()
     changes = parse_changes(args.set)
+    try:
+        cell_options(64, args.plain, changes)  # a bad --set fails now, not after the network loads
+    except (TypeError, CanstyleError) as e:
+        raise SystemExit(f"--set: {e}") from None
+    if not 0 <= args.skip < min(args.pairs, len(PAIRS)):
+        raise SystemExit("--skip must leave at least one pair")
     args.no_doc = args.no_doc or args.plain > 0 or bool(changes) or args.skip > 0
     if not SHARED.is_dir():
         raise SystemExit(f"needs ../shared beside the clone ({SHARED})")
@@ -161,7 +171,8 @@ def main() -> None:
         rows.append({"pair": name, "photo": str(photo_path.relative_to(ROOT.parent)),
                      "painting": str(paint_path.relative_to(ROOT.parent)), "cells": cells})
     result = {"machine": machine(), "precision": str(engine.dtype), "features": engine.features,
-              "seed": args.seed, "plain": args.plain, "options": changes, "columns": columns, "rows": rows, "limits": LIMITS}
+              "seed": args.seed, "plain": args.plain, "options": changes, "columns": columns, "rows": rows,
+              "limits": LIMITS}
     (out / "quality.json").write_text(json.dumps(result, indent=1))
     sheet = contact_sheet(images, height=200)
     save_image(sheet, out / "contact_sheet.jpg", overwrite=True)

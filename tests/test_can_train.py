@@ -53,13 +53,15 @@ def test_dry_run_writes_nothing(cache: Path, tmp_path: Path) -> None:
 
 def test_a_cache_smaller_than_the_preset_is_warned_about(cache: Path, tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
+    whole = {**TINY, "crop_min": 1.0}
     with caplog.at_level("WARNING"):
-        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **TINY), precision="fp32",
+        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **whole), precision="fp32",
               seed=0, dry_run=True)
-        assert "enlarged" not in caplog.text  # 96 px for preset 64: fine
-        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, preset=128, **TINY),
-              precision="fp32", seed=0, dry_run=True)
-    assert "96 px" in caplog.text and "--preset 128" in caplog.text and "--size 256" in caplog.text
+        assert "enlarged" not in caplog.text  # 96 px crops for preset 64: fine
+        train(str(cache), str(tmp_path / "runs"), TrainOptions(steps=1, **TINY), precision="fp32",
+              seed=0, dry_run=True)  # crops of half the 96 px short side: 48 px, enlarged to 64
+    assert "96 px" in caplog.text and "crops down to 48 px" in caplog.text and "--preset 64" in caplog.text
+    assert "--cache-size 128" in caplog.text and "prepare-data --size 128" in caplog.text
 
 
 def test_run_folder_layout(cache: Path, tmp_path: Path) -> None:

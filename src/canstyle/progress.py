@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -37,21 +37,23 @@ class TqdmProgress:
     """A tqdm bar driven by Progress records; use as a context manager.
 
     When stderr is not a terminal (a log file, ``nohup``, CI) a bar would write one endless
-    line of carriage returns, so it prints a plain line instead, at most every ``interval``
-    seconds, at each new stage and at the end.
+    line of carriage returns, so it prints a plain line instead: at most every ``interval``
+    seconds, at each new stage (the last line of the one before first) and at the end.
     """
 
     def __init__(self, desc: str = "", disable: bool = False, interval: float = 10.0,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, unit: str = "it") -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._stage = desc
-        self._lines = not disable and not _is_tty(self._stream)
-        self._interval, self._last_line, self._pending = interval, -math.inf, ""
-        self._bar = None
-        if not self._lines:
+        self._stage, self._step = desc, 0
+        usable = self._stream is not None and not getattr(self._stream, "closed", False)
+        self._lines = usable and not disable and not _is_tty(self._stream)
+        self._interval, self._last_line = interval, -math.inf
+        self._printed, self._pending = "", ""
+        self._bar: Any = None
+        if usable and not self._lines:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(desc=desc, disable=disable, unit="it", dynamic_ncols=True, file=self._stream)
+            self._bar = tqdm(desc=desc, disable=disable, unit=unit, dynamic_ncols=True, file=self._stream)
 
     def __call__(self, p: Progress) -> None:
         post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"} if p.size != (0, 0) else {}
@@ -76,12 +78,22 @@ class TqdmProgress:
             return
         done = f"{p.step}/{p.total} ({100 * p.step // p.total}%)" if p.total else f"{p.step}"
         text = " ".join([p.stage, done, *(f"{k} {v}" for k, v in post.items())])
+        restart = p.stage != self._stage or p.step < self._step  # a new stage, or the next photo
+        if restart:
+            self._flush()
+        self._stage, self._step = p.stage, p.step
         now = time.monotonic()
-        if p.stage != self._stage or now - self._last_line >= self._interval or (p.total and p.step >= p.total):
-            self._stage, self._last_line, self._pending = p.stage, now, ""
-            print(text, file=self._stream, flush=True)
+        if restart or now - self._last_line >= self._interval or (p.total and p.step >= p.total):
+            self._last_line, self._pending = now, text
+            self._flush()
         else:
-            self._pending = text  # printed at exit if nothing newer was
+            self._pending = text  # printed later if nothing newer is
+
+    def _flush(self) -> None:
+        if self._pending and self._pending != self._printed:
+            print(self._pending, file=self._stream, flush=True)
+            self._printed = self._pending
+        self._pending = ""
 
     def __enter__(self) -> TqdmProgress:
         return self
@@ -89,12 +101,12 @@ class TqdmProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self._pending:
-            print(self._pending, file=self._stream, flush=True)
+        else:
+            self._flush()
 
 
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
-    except (AttributeError, ValueError):  # a closed or odd stream
+    except (AttributeError, ValueError):  # an odd stream
         return False

@@ -46,7 +46,7 @@ def new_run_dir(out: str | os.PathLike[str], tag: str) -> Path:
     """Create the next numbered run folder ``OUT/NNNNN-tag`` (empty) and return it."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise CanstyleError(f"--out must be a folder, and {out} is a file")
+        raise CanstyleError(f"-o/--output must be a folder, and {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
     for _ in range(1000):
         nums = [n for p in out.iterdir() if (n := run_number(p)) is not None]

@@ -71,7 +71,7 @@ def _write_images(gen: CanGenerator, seeds: list[int], paths: list[Path], base: 
 
     kept: list[torch.Tensor] = []
     batch = 32
-    with TqdmProgress("generate", disable=args.quiet or len(seeds) <= batch) as bar:
+    with TqdmProgress("generate", disable=args.quiet or len(seeds) <= batch, unit="img") as bar:
         for i in range(0, len(seeds), batch):
             imgs = gen(seeds[i : i + batch], args.truncation, batch=batch)
             for s, img, p in zip(seeds[i : i + batch], imgs, paths[i : i + batch], strict=True):

@@ -201,11 +201,7 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     if not info.is_main:
         path = ensure_cache(data, size, styles, build=False)
     cache = Cache(path)
-    cached = int(cache.meta.get("size", 0))
-    if info.is_main and 0 < cached < opts.preset:  # crops would be enlarged: blurry training data
-        log.warning("the cache's images are %d px on the short side, less than --preset %d: they will be "
-                    "enlarged and blurred (prepare-data --size %d gives sharp ones)", cached, opts.preset,
-                    2 * opts.preset)
+    _warn_if_enlarged(int(cache.meta.get("size", 0)), opts, info.is_main)
     sel = select(cache, styles, opts.min_images)
     if saved and sel.classes != saved["classes"]:
         raise CanstyleError(f"the data's styles {sel.classes} differ from the run's {saved['classes']}")
@@ -213,6 +209,17 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
         run = runs.new_run_dir(out, f"can-{opts.preset}")
     run = dd.broadcast_object(run, info)  # type: ignore[assignment]
     return _Setup(opts, seed, cache, sel, run, ckpt, resumed=bool(saved))
+
+
+def _warn_if_enlarged(cached: int, opts: TrainOptions, main: bool) -> None:
+    """Crops are ``crop_min``..1 of the cached short side, resized to the preset: smaller crops
+    would be enlarged, and the networks would learn blur."""
+    smallest = cached * opts.crop_min
+    if main and 0 < smallest < opts.preset:
+        need = math.ceil(opts.preset / opts.crop_min)
+        log.warning("the cache's images are %d px on the short side, so crops down to %d px will be enlarged to "
+                    "--preset %d and blurred; a %d px cache avoids it (--cache-size %d, or prepare-data --size %d)",
+                    cached, smallest, opts.preset, need, need, need)
 
 
 def _write_run_files(s: _Setup, trainer: Trainer, info: dd.DistInfo, data: SourceArg) -> None:

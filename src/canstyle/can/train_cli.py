@@ -1,4 +1,4 @@
-"""``canstyle train DATA --out runs/ ...`` (also under ``torchrun --nproc_per_node=N -m canstyle train``)."""
+"""``canstyle train DATA -o runs/ ...`` (also under ``torchrun --nproc_per_node=N -m canstyle train``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", default="runs",
                    help="folder that holds the numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
-                   help="continue the newest run under --out, or the given run folder / checkpoint")
+                   help="continue the newest run under -o/--output, or the given run folder / checkpoint")
     p.add_argument("--dry-run", action="store_true", help="check data and models, time one step, write nothing")
     add_dataclass_args(p, TrainOptions)
     add_runtime_args(p)

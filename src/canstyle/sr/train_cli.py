@@ -1,4 +1,4 @@
-"""``canstyle train-sr IMAGES... --out runs/ [--steps N] [--init cunet] [--resume [RUN]]``."""
+"""``canstyle train-sr IMAGES... -o runs/ [--steps N] [--init cunet] [--resume [RUN]]``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", type=Path, default=Path("runs"),
                    help="folder for numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
-                   help="continue a run: a run folder, a checkpoint, or nothing for the newest in --out")
+                   help="continue a run: a run folder, a checkpoint, or nothing for the newest in -o/--output")
     p.add_argument("--val", type=Path, nargs="+", default=None, metavar="DIR",
                    help="HR images scored (PSNR on Y) at every checkpoint (default: none)")
     p.add_argument("--val-crop", type=int, default=384, metavar="N",

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="also answer to this Host name (a DNS alias, a reverse proxy's name); repeatable. "
                         "The machine's own names and addresses are always allowed")
-    p.add_argument("-o", "--output", type=Path, default=Path("canstyle-studio"),
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", default=Path("canstyle-studio"),
                    help="folder for uploads, results and job history (kept across restarts)")
     p.add_argument("--models", type=Path, default=None,
                    help="folder of exported CAN generators (*.safetensors) to offer (default: OUTPUT/models)")

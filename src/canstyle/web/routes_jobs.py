@@ -114,7 +114,7 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
 
 
 def job_file_routes(app: FastAPI, manager: JobManager) -> None:
-    """Images of a job: its preview, results, their thumbnails and the style painting."""
+    """Images of a job: its preview, results (to get or delete), their thumbnails, the style painting."""
 
     @app.get("/api/jobs/{job_id}/preview", summary="The running job's latest preview (JPEG)", responses=ERR)
     async def preview(job_id: str) -> Response:
