@@ -101,3 +101,22 @@ def test_default_small_sizes_keep_the_subject(vgg16_engine: st.StyleTransfer, ex
     assert start["content"] > 0.8  # what noise scores
     assert got["content"] <= 0.5, got
     assert got["style"] <= 0.1, got
+
+
+def test_studio_balance_option_is_the_librarys_loss_scale() -> None:
+    from pydantic import ValidationError
+
+    from canstyle.web.schemas import JobRequest
+    from canstyle.web.studio import stylize_options
+
+    schema = JobRequest.model_json_schema()["properties"]["loss_scale"]
+    assert schema["default"] == StylizeOptions().loss_scale and set(schema["enum"]) == {"none", "pair"}
+    body = {"photos": ["demo-astronaut"], "style": {"upload": "u1"}}
+    assert JobRequest(**body).loss_scale == StylizeOptions().loss_scale
+    with pytest.raises(ValidationError):
+        JobRequest(**body, loss_scale="bogus")
+    req = JobRequest(**body, loss_scale="pair", style_strength=5).model_dump()
+    opts = stylize_options(req)
+    assert opts.loss_scale == "pair" and opts.style_weight == 5
+    del req["loss_scale"]  # a job saved before the option existed
+    assert stylize_options(req).loss_scale == "none"

@@ -97,6 +97,7 @@ def _check_defaults_come_from_the_library(page: sync_api.Page) -> None:
     assert page.input_value("#opt-size") == str(opts.size)
     assert float(page.input_value("#opt-strength")) == opts.style_weight
     assert page.input_value("#opt-quality") == opts.quality
+    assert page.input_value("#opt-balance") == opts.loss_scale
     assert page.text_content("#opt-strength-value") == page.input_value("#opt-strength")
 
 

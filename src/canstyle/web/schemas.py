@@ -39,6 +39,9 @@ class JobRequest(BaseModel):
     style_strength: float = Field(_NST.style_weight, ge=0, le=1000,
                                   description="style loss weight (content weight is 1)")
     preserve_color: Literal["none", "luminance", "histogram"] = "none"
+    loss_scale: Literal["none", "pair"] = Field(
+        _NST.loss_scale, description="pair = weights that mean the same for every photo and painting "
+                                     "(try style_strength 5); none = raw losses, as Gatys")
     quality: Literal[tuple(QUALITY)] = Field(  # type: ignore[valid-type]
         _NST.quality, description="evaluation budget of the schedule; iterations/coarse_iterations override it")
     iterations: int | None = Field(None, ge=1, le=2000, description="evaluations at the final size")

@@ -355,6 +355,7 @@ def stylize_options(req: dict[str, Any]) -> Any:
     # Pipeline use too (nst.plan.scale_plan); the studio keeps no budgets of its own.
     opts = StylizeOptions(
         size=req["size"], style_weight=req["style_strength"], preserve_color=req["preserve_color"],
+        loss_scale=req.get("loss_scale", "none"),  # jobs saved before it existed ran with none
         quality=req.get("quality", "standard"), iterations=req.get("iterations"),
         coarse_iterations=req.get("coarse_iterations"),
     )

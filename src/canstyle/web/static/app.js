@@ -5,7 +5,7 @@ import { TERMINAL, activeJob, cancelJob, loadGallery, loadHistory, refresh, rend
          watch } from "./view.js";
 
 const STORE = "canstyle-studio";
-const OPTIONS = ["#opt-size", "#opt-strength", "#opt-color", "#opt-quality", "#opt-iterations", "#opt-coarse",
+const OPTIONS = ["#opt-size", "#opt-strength", "#opt-color", "#opt-balance", "#opt-quality", "#opt-iterations", "#opt-coarse",
                  "#opt-seed", "#seed-start", "#seed-count", "#model-select"];
 const pick = { photos: new Set(), style: null, grid: null };
 
@@ -164,7 +164,7 @@ function jobRequest() {
   return {
     photos: [...pick.photos], style: pick.style,
     size: parseInt($("#opt-size").value, 10), style_strength: parseFloat($("#opt-strength").value),
-    preserve_color: $("#opt-color").value, quality: $("#opt-quality").value,
+    preserve_color: $("#opt-color").value, loss_scale: $("#opt-balance").value, quality: $("#opt-quality").value,
     iterations, coarse_iterations: optionalInt("#opt-coarse"), seed: optionalInt("#opt-seed"),
     // About four previews per scale: frequent enough to watch, cheap enough to encode.
     preview_every: Math.max(1, Math.min(10, Math.floor((iterations ?? 16) / 4))),
@@ -187,7 +187,7 @@ function startJob() {
 async function rerun(job) {
   const r = job.request;
   const set = { "#opt-size": r.size, "#opt-strength": r.style_strength, "#opt-color": r.preserve_color,
-                "#opt-quality": r.quality, "#opt-iterations": r.iterations ?? "", "#opt-coarse": r.coarse_iterations ?? "",
+                "#opt-balance": r.loss_scale ?? "none", "#opt-quality": r.quality, "#opt-iterations": r.iterations ?? "", "#opt-coarse": r.coarse_iterations ?? "",
                 "#opt-seed": r.seed ?? "" };
   for (const [id, v] of Object.entries(set)) $(id).value = String(v);
   $("#opt-strength-value").textContent = $("#opt-strength").value;
@@ -225,7 +225,7 @@ async function resync() {
 async function applyDefaults() {
   const d = (await api("/api/config")).defaults;
   const fields = { "#opt-size": "size", "#opt-strength": "style_strength", "#opt-color": "preserve_color",
-                   "#opt-quality": "quality" };
+                   "#opt-balance": "loss_scale", "#opt-quality": "quality" };
   for (const [id, key] of Object.entries(fields)) if (d[key]?.default !== undefined) $(id).value = d[key].default;
 }
 
