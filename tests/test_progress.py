@@ -26,6 +26,13 @@ def test_non_terminal_gets_plain_lines_not_carriage_returns() -> None:
     assert lines == ["stylize 1/10 (10%) scale 2/3 64x36 loss 0.25", "stylize 10/10 (100%) scale 2/3 64x36 loss 0.25"]
 
 
+def test_one_scale_shows_its_size_only() -> None:
+    buf = io.StringIO()
+    with TqdmProgress("train", stream=buf) as bar:
+        bar(Progress("train", 3, 30, size=(64, 64), loss=2.5))
+    assert buf.getvalue() == "train 3/30 (10%) size 64x64 loss 2.5\n"
+
+
 def test_non_terminal_prints_each_stage_with_its_last_line() -> None:
     buf = io.StringIO()
     with TqdmProgress("create", stream=buf, interval=3600) as bar:

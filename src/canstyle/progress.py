@@ -56,7 +56,10 @@ class TqdmProgress:
             self._bar = tqdm(desc=desc, disable=disable, unit=unit, dynamic_ncols=True, file=self._stream)
 
     def __call__(self, p: Progress) -> None:
-        post = {"scale": f"{p.scale + 1}/{p.n_scales} {p.size[1]}x{p.size[0]}"} if p.size != (0, 0) else {}
+        post: dict[str, str] = {}
+        if p.size != (0, 0):
+            wxh = f"{p.size[1]}x{p.size[0]}"
+            post = {"scale": f"{p.scale + 1}/{p.n_scales} {wxh}"} if p.n_scales > 1 else {"size": wxh}
         if p.loss is not None:
             post["loss"] = f"{p.loss:.4g}"
         if self._bar is None:
