@@ -272,7 +272,11 @@ def train(
             return _dry_run(s, trainer)
         if info.is_main:
             _write_run_files(s, trainer, info, data)
-        return _loop(s, trainer, info, callback)
+        result = _loop(s, trainer, info, callback)
+        # Leave together: a rank that tears gloo down while rank 0 still writes its last
+        # checkpoint aborted now and then ("terminate called without an active exception").
+        dd.barrier(info)
+        return result
     finally:
         dd.shutdown(info)
         if flushed:
