@@ -62,12 +62,17 @@ class TqdmProgress:
             post = {"scale": f"{p.scale + 1}/{p.n_scales} {wxh}"} if p.n_scales > 1 else {"size": wxh}
         if p.loss is not None:
             post["loss"] = f"{p.loss:.4g}"
-        if self._bar is None:
-            self._line(p, post)
-            return
-        # Multi-stage work (the pipeline: generate, upscale, stylize) restarts the bar per stage.
-        if p.stage != self._stage or p.step < self._bar.n:
-            self._stage = p.stage
+        # A new stage (the pipeline: generate, upscale, stylize) or a step going back (the next
+        # photo) restarts the bar, or prints the line it has pending.
+        restart = p.stage != self._stage or p.step < self._step
+        self._stage, self._step = p.stage, p.step
+        if self._bar is not None:
+            self._update_bar(p, post, restart)
+        elif self._lines:
+            self._line(p, post, restart)
+
+    def _update_bar(self, p: Progress, post: dict[str, str], restart: bool) -> None:
+        if restart:
             self._bar.set_description(p.stage, refresh=False)
             self._bar.reset(total=p.total or None)  # also restarts the rate clock
         if self._bar.total != (p.total or None):
@@ -76,15 +81,11 @@ class TqdmProgress:
         self._bar.set_postfix(post, refresh=False)
         self._bar.refresh()
 
-    def _line(self, p: Progress, post: dict[str, str]) -> None:
-        if not self._lines:
-            return
+    def _line(self, p: Progress, post: dict[str, str], restart: bool) -> None:
         done = f"{p.step}/{p.total} ({100 * p.step // p.total}%)" if p.total else f"{p.step}"
         text = " ".join([p.stage, done, *(f"{k} {v}" for k, v in post.items())])
-        restart = p.stage != self._stage or p.step < self._step  # a new stage, or the next photo
         if restart:
             self._flush()
-        self._stage, self._step = p.stage, p.step
         now = time.monotonic()
         if restart or now - self._last_line >= self._interval or (p.total and p.step >= p.total):
             self._last_line, self._pending = now, text

@@ -26,7 +26,15 @@ import numpy as np
 import torch
 
 from canstyle import fsutil
-from canstyle.can.sources import Item, SourceArg, as_sources, decode, detect_layout, iter_items
+from canstyle.can.sources import (
+    Item,
+    SourceArg,
+    as_sources,
+    decode,
+    detect_layout,
+    iter_items,
+    require_source,
+)
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import UMASK, content_fingerprint
 from canstyle.progress import Progress, ProgressCallback
@@ -237,9 +245,8 @@ def ensure_cache(src: SourceArg, size: int,
         return srcs[0]
     if any(is_cache(p) for p in srcs):
         raise CanstyleError("a prepared cache cannot be mixed with other sources; give the paintings")
-    for p in srcs:  # before "preparing a cache of ..." is printed
-        if not p.exists():
-            raise CanstyleError(f"no such data: {p}")
+    for p in srcs:  # before "preparing a cache of ..." is printed (detect_layout would walk the tree)
+        require_source(p)
     dest = default_cache_dir(srcs, size, styles)
     if not is_cache(dest) and build:
         log.info("preparing a %dpx cache of %s in %s (once)", size, ", ".join(map(str, srcs)), dest)

@@ -51,9 +51,13 @@ def parse_styles(text: str | None) -> list[str] | None:
     return sorted({s.strip() for s in text.split(",") if s.strip()})
 
 
-def detect_layout(src: Path) -> str:
+def require_source(src: Path) -> None:
     if not src.exists():
         raise CanstyleError(f"no such data: {src}")
+
+
+def detect_layout(src: Path) -> str:
+    require_source(src)
     if src.is_file():
         if src.suffix.lower() == ".csv":
             return "csv"

@@ -39,6 +39,7 @@ STYLE_WEIGHT = 3.0
 FIRST_EVALS = 150
 MIN_EVALS = 8
 QUALITY = {"draft": 0.5, "standard": 1.0, "fine": 2.0}  # multiplies every budget
+LOSS_SCALES = ("pair", "none")
 PLATEAU_WINDOW = 10  # evaluations between two plateau checks
 
 
@@ -68,7 +69,7 @@ class StylizeOptions:
     loss_scale: str = _opt("none", "pair = divide the content loss by the painting's own content "
                                    "loss against the photo and the style loss by the photo's own "
                                    "style loss, so the weights mean the same for every pair; "
-                                   "none = raw losses, as Gatys", choices=("pair", "none"))
+                                   "none = raw losses, as Gatys", choices=LOSS_SCALES)
     tv_weight: float = _opt(0.0, "weight of the total-variation smoothness loss")
     # Departure from Gatys et al.: the noise start's pixel grain is invisible to VGG at the
     # 64 px scale (pooling hides it), so without this it survives into every later scale.

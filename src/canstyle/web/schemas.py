@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canstyle.nst.plan import QUALITY, StylizeOptions
+from canstyle.nst.plan import LOSS_SCALES, QUALITY, StylizeOptions
 
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 _NST = StylizeOptions()  # the studio's defaults are the library's, written once there
@@ -39,7 +39,7 @@ class JobRequest(BaseModel):
     style_strength: float = Field(_NST.style_weight, ge=0, le=1000,
                                   description="style loss weight (content weight is 1)")
     preserve_color: Literal["none", "luminance", "histogram"] = "none"
-    loss_scale: Literal["none", "pair"] = Field(
+    loss_scale: Literal[LOSS_SCALES] = Field(  # type: ignore[valid-type]
         _NST.loss_scale, description="pair = weights that mean the same for every photo and painting "
                                      "(try style_strength 5); none = raw losses, as Gatys")
     quality: Literal[tuple(QUALITY)] = Field(  # type: ignore[valid-type]
