@@ -105,7 +105,8 @@ def test_browser_studio_end_to_end(server: str, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server + "/")
@@ -116,7 +117,7 @@ def test_browser_studio_end_to_end(server: str, tmp_path: Path) -> None:
             cancelled = _double_click_then_cancel(page)
             _run_again(page, cancelled)
             _viewer_zip_and_download(page, tmp_path)
-            _delete_job(page, cancelled)
+            _delete_job(page, cancelled, server)
             page.wait_for_timeout(300)  # let the result images paint before the screenshot
             save_shot(page.screenshot(full_page=True), "web_studio.png", tmp_path)
             page.set_viewport_size({"width": 390, "height": 844})
@@ -191,11 +192,25 @@ def _viewer_zip_and_download(page, tmp_path: Path) -> None:  # type: ignore[no-u
         assert im.format == "PNG" and im.size == (192, 108)
 
 
-def _delete_job(page, job_id: str) -> None:  # type: ignore[no-untyped-def]
+def _delete_job(page, job_id: str, server: str) -> None:  # type: ignore[no-untyped-def]
+    """Delete asks first (no: nothing goes); yes: the job goes, and from a second tab too."""
+    row = f"#job-table tr[data-id='{job_id}']"
+    other = page.context.new_page()
+    other.goto(server + "/")
+    other.wait_for_selector(row)
     before = page.locator("#gallery-list figure.card").count()
-    page.click(f"#job-table tr[data-id='{job_id}'] button.danger")
-    page.wait_for_selector(f"#job-table tr[data-id='{job_id}']", state="detached")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.click(f"{row} button.danger")
+    poll(page, "() => true")  # let the click's handler finish
+    assert asked and "cannot be undone" in asked[0] and job_id in asked[0], asked
+    assert page.locator(row).count() == 1 and api_json(page, f"/api/jobs/{job_id}")["id"] == job_id
+    page.once("dialog", lambda d: d.accept())
+    page.click(f"{row} button.danger")
+    page.wait_for_selector(row, state="detached")
     poll(page, f"() => document.querySelectorAll('#gallery-list figure.card').length === {before - 1}")
+    other.wait_for_selector(row, state="detached", timeout=10_000)  # told by the event stream
+    other.close()
 
 
 def _default_can_size() -> int:
@@ -232,3 +247,30 @@ def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
     page.select_option("#opt-quality", "draft")
     page.fill("#opt-seed", "0")
     assert "1 photo(s), default painting #5" in page.inner_text("#selection-summary")
+
+
+def test_run_again_says_when_its_photo_was_deleted(server: str) -> None:
+    """A job's photo deleted since: "Run again" says so and paints no other photo instead."""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            page.set_input_files("#photo-input", str(REPO / "examples" / "starry_night.jpg"))
+            page.wait_for_selector("#photo-list .thumb.selected:not([data-id^='demo-'])")
+            photo = page.get_attribute("#photo-list .thumb.selected", "data-id")
+            body = {"photos": [photo], "style": {"model": "default", "seed": 1}, "size": 64,
+                    "iterations": 2, "coarse_iterations": 0}
+            job = page.evaluate("""async (b) => (await fetch('/api/jobs', {method: 'POST',
+                headers: {'Content-Type': 'application/json'}, body: JSON.stringify(b)})).json()""", body)
+            page.wait_for_selector(f"#job-table tr[data-id='{job['id']}'] .badge.done", timeout=60_000)
+            page.once("dialog", lambda d: d.accept())
+            page.click(f"#photo-list .thumb-wrap:has([data-id='{photo}']) .remove")
+            page.wait_for_selector(f"#photo-list [data-id='{photo}']", state="detached")
+            page.click(f"#job-table tr[data-id='{job['id']}'] button:text('Run again')")
+            poll(page, "() => document.querySelector('#start-error').textContent.includes('Deleted since')")
+            assert page.locator("#photo-list .thumb.selected").count() == 0
+            assert "0 photo(s)" in page.inner_text("#selection-summary")
+        finally:
+            browser.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +54,7 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         manager.start()
         yield
+        app.state.closing.set()
         await run_in_threadpool(manager.stop)
 
     app = FastAPI(title="canstyle studio", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -60,6 +62,9 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
     _api_docs(app)
     _error_handlers(app, studio)
     app.state.studio, app.state.manager = studio, manager
+    # Set when the server begins to stop (``canstyle serve`` sets it on the signal): event streams
+    # end then, or an open page would hold the shutdown up until it timed out.
+    app.state.closing = threading.Event()
     hosts = set(LOOPBACK_HOSTS) if allowed_hosts is None else set(allowed_hosts)
     app.add_middleware(SecurityMiddleware, allowed_hosts=hosts, default_body_limit=1 << 20,
                        body_limits={"/api/uploads": max_upload_bytes}, body_timeout=body_timeout,

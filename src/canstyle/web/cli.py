@@ -115,6 +115,25 @@ def allowed_hosts(bind: str, extra: list[str]) -> set[str]:
     return base | {h.strip().lower() for h in extra if h.strip()}
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that, on Ctrl-C or SIGTERM, first tells the app's event streams to end:
+        uvicorn waits for open responses before the app's own shutdown runs, and an open page's
+        stream never ends by itself (it would be cancelled after the timeout, with a traceback)."""
+
+        def __init__(self, config: Any, closing: Any) -> None:
+            super().__init__(config)
+            self.closing = closing
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.closing.set()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -141,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                      max_upload_pixels=int(args.max_upload_mp * 1e6))
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     print(f"canstyle studio: http://{shown}:{args.port}/  (results in {args.output}/; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=args.port, log_level="warning" if args.quiet else "info",
-                timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=host, port=args.port, log_level="warning" if args.quiet else "info",
+                            timeout_graceful_shutdown=5)
+    _server_class()(config, app.state.closing).run()
     lock.close()
     return 0

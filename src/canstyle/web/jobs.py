@@ -219,15 +219,19 @@ class JobManager:
                                                       or j.request.get("style", {}).get("upload") == source_id)
                        for j in self._jobs.values())
 
-    def changed_since(self, seen: dict[str, int]) -> list[dict[str, Any]]:
-        """Public states of the jobs whose version differs from ``seen`` (updated in place)."""
+    def changed_since(self, seen: dict[str, int]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Public states of the jobs whose version differs from ``seen``, and the ids in ``seen``
+        that were deleted since (``seen`` is updated in place)."""
         with self._lock:
             out = []
             for job in sorted(self._jobs.values(), key=lambda j: j.seq):
                 if seen.get(job.id) != job.version:
                     seen[job.id] = job.version
                     out.append(self._public(job))
-            return out
+            gone = [job_id for job_id in seen if job_id not in self._jobs]
+            for job_id in gone:
+                del seen[job_id]
+            return out, gone
 
     def _touch(self, job: Job) -> None:
         """Mark a change (call with the lock held)."""

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -72,9 +73,17 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
             raise HTTPException(503, str(e)) from None
         return job_out(manager.snapshot(job.id)[1])
 
-    @app.get("/api/jobs", summary="All jobs, newest first")
-    async def jobs(status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None) -> list[dict]:
-        return [job_out(j) for j in manager.list(status)]
+    @app.get("/api/jobs", summary="Jobs, newest first (X-Total-Count: how many match)")
+    async def jobs(response: Response, status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
+                   offset: int = Query(0, ge=0), limit: int | None = Query(None, ge=1)) -> list[dict]:
+        found = manager.list(status)
+        response.headers["X-Total-Count"] = str(len(found))
+        end = None if limit is None else offset + limit
+        return [job_out(j) for j in found[offset:end]]
+
+    @app.get("/api/queue", summary="How many jobs there are of each status")
+    async def queue() -> dict[str, int]:
+        return manager.counts()
 
     @app.get("/api/jobs/{job_id}", summary="One job's state and progress", responses=ERR)
     async def job(job_id: str) -> dict[str, Any]:
@@ -105,12 +114,12 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
              response_class=StreamingResponse, responses=ERR)
     async def events(job_id: str) -> StreamingResponse:
         _job_or_404(manager, job_id)
-        return StreamingResponse(_job_stream(manager, job_id), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(_job_stream(manager, job_id, app.state.closing), media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.get("/api/events", summary="Server-sent events for every job: one stream serves a whole browser",
              response_class=StreamingResponse)
     async def all_events() -> StreamingResponse:
-        return StreamingResponse(_all_stream(manager), media_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingResponse(_all_stream(manager, app.state.closing), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def job_file_routes(app: FastAPI, manager: JobManager) -> None:
@@ -208,11 +217,12 @@ def _write_zip(manager: JobManager, snap: dict[str, Any]) -> str:
     return path
 
 
-async def _job_stream(manager: JobManager, job_id: str) -> AsyncIterator[str]:
-    """SSE: one ``job`` event per change, ending after a terminal status (or a delete)."""
+async def _job_stream(manager: JobManager, job_id: str, closing: threading.Event) -> AsyncIterator[str]:
+    """SSE: one ``job`` event per change, ending after a terminal status, a delete, or when the
+    server is shutting down."""
     yield "retry: 2000\n\n"
     last, idle = -1, 0.0
-    while True:
+    while not closing.is_set():
         try:
             version, snap = manager.snapshot(job_id)
         except KeyError:
@@ -229,19 +239,24 @@ async def _job_stream(manager: JobManager, job_id: str) -> AsyncIterator[str]:
         idle += POLL
 
 
-async def _all_stream(manager: JobManager) -> AsyncIterator[str]:
-    """SSE: a ``job`` event for every change of any job; at first, the unfinished jobs."""
+async def _all_stream(manager: JobManager, closing: threading.Event) -> AsyncIterator[str]:
+    """SSE: a ``job`` event for every change of any job (at first, the unfinished jobs) and a
+    ``deleted`` event for every job deleted, so that every open page drops it. The stream ends
+    when the server shuts down: an open page must not hold the shutdown up."""
     yield "retry: 2000\n\n"
     seen: dict[str, int] = {}
     last, idle = manager.version, 0.0
-    for snap in manager.changed_since(seen):  # everything counts as seen; the live jobs are sent
+    for snap in manager.changed_since(seen)[0]:  # everything counts as seen; the live jobs are sent
         if snap["status"] not in TERMINAL:
             yield f"event: job\ndata: {json.dumps(job_out(snap))}\n\n"
-    while True:
+    while not closing.is_set():
         if manager.version != last:
             last, idle = manager.version, 0.0
-            for snap in manager.changed_since(seen):
+            changed, gone = manager.changed_since(seen)
+            for snap in changed:
                 yield f"event: job\ndata: {json.dumps(job_out(snap))}\n\n"
+            for job_id in gone:
+                yield f"event: deleted\ndata: {json.dumps({'id': job_id})}\n\n"
         elif idle >= KEEPALIVE:
             idle = 0.0
             yield ": keep-alive\n\n"

@@ -215,7 +215,10 @@ class Studio:
                                     f"side would be under 32 px; choose a larger size") from None
         style = req["style"]
         if style["upload"] is None:
-            self.model(style["model"])
+            try:
+                self.model(style["model"])
+            except KeyError:
+                raise KeyError(f"unknown model: {style['model']}") from None
             return
         meta = self._source(style["upload"], "style painting")
         w, h = meta["width"], meta["height"]

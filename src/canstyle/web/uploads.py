@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ class UploadTooLarge(CanstyleError):
 
 def clean_name(name: str | None) -> str:
     """A file name for display only (alt text, messages); never used as a path."""
-    text = re.sub(r"[\x00-\x1f\x7f]", "", (name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    text = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    # Control and format characters go, bidirectional overrides (U+202E) among them: they can make
+    # "gpj.exe" display as "exe.jpg".
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf")).strip()
     return text[:120]
 
 

@@ -1,7 +1,7 @@
 // canstyle studio page. Plain JS modules, no build step; it uses only the public JSON API.
 import { $, api, busy, del, el, image, postJSON, showError } from "./api.js";
 import { onJob, startEvents } from "./live.js";
-import { TERMINAL, activeJob, cancelJob, loadGallery, loadHistory, refresh, renderJob, split, state,
+import { TERMINAL, activeJob, cancelJob, forget, loadGallery, loadHistory, refresh, renderJob, split, state,
          watch } from "./view.js";
 
 const STORE = "canstyle-studio";
@@ -35,7 +35,8 @@ function thumbButton(item, selected, what, onclick, ondelete) {
                    onclick: ondelete }, "×"));
 }
 
-async function deleteSource(item, errorId, reload) {
+async function deleteSource(item, label, errorId, reload) {
+  if (!confirm(`Delete ${label}? Results painted from it are kept, but their before/after view will lack it.`)) return;
   try { await del(`/api/photos/${item.id}`); } catch (err) { showError(errorId, err); return; }
   pick.photos.delete(item.id);
   if (pick.style && pick.style.upload === item.id) pick.style = null;
@@ -43,11 +44,13 @@ async function deleteSource(item, errorId, reload) {
   await reload();
 }
 
-async function loadPhotos() {
+// ``fallback``: with none of the chosen photos left, choose the first (not after "Run again",
+// where the user must see that the job's photo is gone rather than paint another).
+async function loadPhotos(fallback = true) {
   const photos = await api("/api/photos?kind=photo");
   const ids = new Set(photos.map((p) => p.id));
   pick.photos = new Set([...pick.photos].filter((id) => ids.has(id)));
-  if (pick.photos.size === 0 && photos.length) pick.photos.add(photos[0].id);
+  if (fallback && pick.photos.size === 0 && photos.length) pick.photos.add(photos[0].id);
   $("#photo-list").replaceChildren(...photos.map((p) => thumbButton(p, pick.photos.has(p.id), "Photo", (ev) => {
     const on = !pick.photos.has(p.id);
     on ? pick.photos.add(p.id) : pick.photos.delete(p.id);
@@ -56,7 +59,7 @@ async function loadPhotos() {
     showError("#start-error");
     summarize();
     save();
-  }, p.bundled ? null : () => deleteSource(p, "#photo-error", loadPhotos))));
+  }, p.bundled ? null : () => deleteSource(p, sourceLabel(p, "photo"), "#photo-error", loadPhotos))));
   summarize();
 }
 
@@ -142,8 +145,9 @@ function generatePaintings(fresh = false) {
 
 async function loadStyleUploads() {
   const items = await api("/api/photos?kind=style");
+  if (pick.style?.upload && !items.some((s) => s.id === pick.style.upload)) pick.style = null;  // deleted
   $("#style-list").replaceChildren(...items.map((s) => thumbButton(s, !!pick.style && pick.style.upload === s.id,
-    "Uploaded painting", () => selectStyle({ upload: s.id }), () => deleteSource(s, "#painting-error", loadStyleUploads))));
+    "Uploaded painting", () => selectStyle({ upload: s.id }), () => deleteSource(s, sourceLabel(s, "uploaded painting"), "#painting-error", loadStyleUploads))));
   markStyle();
 }
 
@@ -199,20 +203,27 @@ async function rerun(job) {
     await showGrid(r.style.model, r.style.seed, Math.min(64, Math.max(1, parseInt($("#seed-count").value, 10) || 12)))
       .catch((err) => showError("#painting-error", err));
   }
-  await Promise.all([loadPhotos(), loadStyleUploads()]);
+  await Promise.all([loadPhotos(false), loadStyleUploads()]);
+  const lost = r.photos.length - pick.photos.size;
+  const styleLost = r.style.upload && !pick.style;
   save();
   $("#selection-summary").textContent += ` Settings of job ${job.id} loaded: press Start.`;
+  const gone = [lost && `${lost} of its ${r.photos.length} photo(s)`, styleLost && "its uploaded painting"].filter(Boolean);
+  showError("#start-error", gone.length ? `Deleted since that job: ${gone.join(" and ")}. Pick again before you start.` : "");
   $("#options").scrollIntoView({ behavior: "smooth", block: "start" });
   $("#start-btn").focus({ preventScroll: true });
 }
 
 // -- live updates --------------------------------------------------------------------
 function onUpdate(job) {
+  if (job.deleted) { forget(job.id); refresh(); return; }  // deleted, perhaps in another tab
   if (job.id === state.job) renderJob(job);
   else if (!state.job && !TERMINAL.has(job.status)) watch(job);
+  // The table and gallery change only with a status or a result (added, or deleted elsewhere).
+  const key = `${job.status}:${job.results.map((r) => r.index).join()}`;
   const last = state.statuses?.[job.id];
-  state.statuses = { ...(state.statuses || {}), [job.id]: job.status };
-  if (last !== job.status) refresh();  // the table and gallery change only with a status
+  state.statuses = { ...(state.statuses || {}), [job.id]: key };
+  if (last !== key) refresh();
 }
 
 async function resync() {
@@ -262,8 +273,8 @@ async function init() {
   state.rerun = rerun;
   await Promise.all([loadModels(), applyDefaults()]);
   await restore();
-  await Promise.all([loadPhotos(), loadStyleUploads(), loadGallery()]);
-  const job = activeJob(await loadHistory());
+  await Promise.all([loadPhotos(), loadStyleUploads(), loadGallery(), loadHistory()]);
+  const job = await activeJob();
   if (job) watch(job);  // reopening the page picks the running job back up
   onJob(onUpdate);
   startEvents((closed) => { if (closed !== null) api("/api/config").catch(() => {}); });  // down? probe

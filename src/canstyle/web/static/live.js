@@ -17,11 +17,13 @@ if (channel) channel.onmessage = (ev) => deliver(ev.data);
 
 function open(onDown) {
   source = new EventSource("/api/events");
-  source.addEventListener("job", (ev) => {
-    const job = JSON.parse(ev.data);
+  const relay = (ev, extra) => {
+    const job = { ...JSON.parse(ev.data), ...extra };
     deliver(job);
     if (channel) channel.postMessage(job);
-  });
+  };
+  source.addEventListener("job", (ev) => relay(ev, {}));
+  source.addEventListener("deleted", (ev) => relay(ev, { deleted: true }));  // { id, deleted: true }
   source.onerror = () => onDown(source.readyState === EventSource.CLOSED);
   source.onopen = () => onDown(null);
 }

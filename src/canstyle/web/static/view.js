@@ -6,12 +6,21 @@ export const state = { job: null, lastPreview: 0, galleryShown: 12, rerun: () =>
 const TITLE = "canstyle studio";
 
 // -- live job ------------------------------------------------------------------
+// A live image that fails to load (the server stopping, say) falls back to its last good frame,
+// or hides: never the browser's broken-image alt text.
+for (const img of [$("#job-preview"), $("#job-style")]) {
+  img.addEventListener("load", () => { img.dataset.good = img.src; });
+  img.addEventListener("error", () => {
+    if (img.dataset.good && img.src !== img.dataset.good) img.src = img.dataset.good;
+    else img.removeAttribute("src");
+  });
+}
+
 export function watch(job) {
   if (state.job !== job.id) {
     state.job = job.id;
     state.lastPreview = 0;
-    $("#job-preview").removeAttribute("src");
-    $("#job-style").removeAttribute("src");
+    for (const id of ["#job-preview", "#job-style"]) { $(id).removeAttribute("src"); delete $(id).dataset.good; }
     $("#job-results").replaceChildren();
   }
   renderJob(job);
@@ -151,6 +160,7 @@ export async function loadGallery() {
            el("button", { type: "button", class: "small", onclick: () => state.rerun(job) }, "Run again"),
            el("button", { type: "button", class: "small danger", "aria-label": `Delete result ${r.index + 1} of job ${job.id}`,
                           onclick: (ev) => busy(ev.currentTarget, async () => {
+                            if (!confirm(`Delete result ${r.index + 1} of job ${job.id}? This cannot be undone.`)) return;
                             await del(`/api/jobs/${job.id}/results/${r.index}`).catch((e) => alert(e.message));
                             refresh();
                           }) }, "Delete")))))));
@@ -168,30 +178,49 @@ function jobActions(j) {
     el("button", { type: "button", class: "small", onclick: () => state.rerun(j) }, "Run again"),
     el("button", { type: "button", class: "small danger", "aria-label": `Delete job ${j.id} and its files`,
                    onclick: (ev) => busy(ev.currentTarget, async () => {
-                     await del(`/api/jobs/${j.id}`).catch((e) => alert(e.message));
-                     if (state.job === j.id) { state.job = null; $("#job-view").hidden = true; $("#job-empty").hidden = false; }
+                     const n = j.results.length;
+                     const what = n ? ` and its ${n} result${n > 1 ? "s" : ""}` : "";
+                     if (!confirm(`Delete job ${j.id}${what}? This cannot be undone.`)) return;
+                     await del(`/api/jobs/${j.id}`).then(() => forget(j.id)).catch((e) => alert(e.message));
                      refresh();
                    }) }, "Delete"));
 }
 
+// The table shows the newest HISTORY jobs, and fetches no more than that on each change.
+const HISTORY = 50;
+
 export async function loadHistory() {
-  const jobs = await api("/api/jobs");
-  const counts = jobs.reduce((c, j) => ({ ...c, [j.status]: (c[j.status] || 0) + 1 }), {});
+  const [res, counts] = await Promise.all([fetch(`/api/jobs?limit=${HISTORY}`), api("/api/queue")]);
+  if (!res.ok) return;
+  const jobs = await res.json();
+  const total = Number(res.headers.get("X-Total-Count") || jobs.length);
   $("#queue-status").textContent = `${counts.running || 0} running · ${counts.queued || 0} queued`;
-  $("#job-table").replaceChildren(...jobs.slice(0, 50).map((j) => el("tr", { "data-id": j.id },
+  $("#history-more").textContent = total > jobs.length ? `The newest ${jobs.length} of ${total} jobs.` : "";
+  $("#job-table").replaceChildren(...jobs.map((j) => el("tr", { "data-id": j.id },
     el("td", {}, el("button", { type: "button", class: "link", onclick: () => watch(j),
                                 "aria-label": `Show job ${j.id}` }, el("code", {}, j.id))),
     el("td", {}, el("span", { class: `badge ${j.status}` }, j.status), j.error ? ` ${j.error}` : ""),
     el("td", {}, new Date(j.created * 1000).toLocaleString()),
     el("td", {}, String(j.request.photos.length)),
     el("td", {}, jobActions(j)))));
-  return jobs;
 }
 
 export function refresh() { loadGallery().catch(() => {}); loadHistory().catch(() => {}); }
 
 // The job to show when the page opens: the running one, else the next to run.
-export function activeJob(jobs) {
-  const queued = jobs.filter((j) => j.status === "queued").sort((a, b) => a.queue_position - b.queue_position);
-  return jobs.find((j) => j.status === "running") || queued[0] || null;
+export async function activeJob() {
+  const [running] = await api("/api/jobs?status=running&limit=1");
+  if (running) return running;
+  const queued = await api("/api/jobs?status=queued");
+  return queued.sort((a, b) => a.queue_position - b.queue_position)[0] || null;
+}
+
+// A job deleted (here or in another tab): leave its panel if it is the one shown.
+export function forget(jobId) {
+  if (state.job !== jobId) return;
+  state.job = null;
+  state.current = null;
+  $("#job-view").hidden = true;
+  $("#job-empty").hidden = false;
+  document.title = TITLE;
 }
