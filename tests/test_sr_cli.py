@@ -98,7 +98,7 @@ def test_outputs_never_land_on_inputs(tmp_path: Path, capsys: pytest.CaptureFixt
     painting((16, 16)).save(folder / "img.png")
     assert_fails_cleanly(capsys, ["upscale", str(folder), "-o", str(folder), "-q"], "is an input folder")
     assert_fails_cleanly(capsys, ["upscale", str(folder / "img.png"), "-o", str(folder / "img.png"),
-                                  "--overwrite", "-q"], "replace its own input")
+                                  "--overwrite", "-q"], "is one of the input images")
     assert sorted(p.name for p in folder.iterdir()) == ["img.png"]
 
 

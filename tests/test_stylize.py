@@ -81,7 +81,8 @@ def test_adam_and_content_init(vgg16_engine, example_images):
 @pytest.mark.parametrize(
     "kw, msg",
     [({"size": 0}, "--size"), ({"iterations": 0}, "--iterations"), ({"style_scale": 0}, "style-scale"),
-     ({"style_weight": -1}, "negative"), ({"min_scale": 8}, "min-scale")],
+     ({"style_weight": -1}, "negative"), ({"min_scale": 8}, "min-scale"),
+     ({"size": 64, "style_scale": 100}, "at most 8"), ({"size": 2048, "style_scale": 5}, "more than 8192 px")],
 )
 def test_bad_options(kw, msg):
     with pytest.raises(CanstyleError, match=msg):

@@ -55,12 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     # Parse only up to the command name; the rest belongs to the subcommand.
     idx = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
     ns = top.parse_args(argv[: idx + 1])
+    rest = argv[idx + 1 :]
+    # -v also works after the command ("canstyle stylize ... -v"), where an error's hint sends people.
+    if any(a in ("-v", "--verbose") for a in rest):
+        ns.verbose, rest = True, [a for a in rest if a not in ("-v", "--verbose")]
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO, format="%(message)s")
     module_name, help_text = COMMANDS[ns.command]
     module = importlib.import_module(module_name)
     sub = OneLineParser(prog=f"canstyle {ns.command}", description=help_text, formatter_class=Formatter)
     module.add_arguments(sub)
-    args = sub.parse_args(argv[idx + 1 :])
+    args = sub.parse_args(rest)
     if getattr(args, "torch_threads", None) is not None:  # serve's own --threads is for its worker
         import torch
 

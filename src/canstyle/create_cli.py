@@ -91,6 +91,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
     check_truncation(args.truncation)
     # Fail now, before loading models, if OUTDIR cannot be a folder we can write in.
+    from canstyle.imageio import check_output_folder
+
+    check_output_folder(args.output)
     check_writable(args.output / "run.json", args.overwrite)
 
 
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     files = [p for v in plan.values() for p in (v["art"], v["style"], *v["results"])]
     assert len(set(files)) == len(files), "planned output names must be unique"
     for p in [*files, out / "contact_sheet.jpg", out / "run.json"]:
-        check_writable(p, args.overwrite)  # never clobber, and fail before computing
+        check_writable(p, args.overwrite, args.content)  # never clobber, and fail before computing
     record: dict[str, Any] = {
         "command": "create", "contents": [str(c) for c in args.content], "art_seeds": art_seeds,
         "seed": seed, "style_size": style_size, "truncation": args.truncation, "sr_factor": factor,

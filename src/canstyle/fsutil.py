@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from canstyle.errors import CanstyleError
@@ -36,15 +36,26 @@ def check_writable_folder(folder: str | os.PathLike[str], target: str | os.PathL
     return folder
 
 
-def check_writable(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Fail early (before any long computation) if the file ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike[str], overwrite: bool = False,
+                   inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Fail early (before any long computation) if the file ``path`` cannot be written, or if it
+    is one of ``inputs``: --overwrite replaces old results, never the images a command reads."""
     p = Path(path)
     if p.is_dir():
         raise CanstyleError(f"output path is a directory: {p}")
+    if p.exists() and any(_same_file(p, Path(i)) for i in inputs):
+        raise CanstyleError(f"output {p} is one of the input images; choose another -o")
     if p.exists() and not overwrite:
         raise CanstyleError(f"output exists: {p} (choose another name or pass --overwrite)")
     check_writable_folder(p.parent, target=p)
     return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # links and different spellings of one path too
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

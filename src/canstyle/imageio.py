@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from canstyle.fsutil import atomic_write
 
 MAX_PIXELS = 100_000_000  # 10k x 10k; larger inputs are almost surely a mistake or a bomb
 METADATA_KEY = "canstyle"
+log = logging.getLogger("canstyle")
 _SRGB = ImageCms.createProfile("sRGB")
 
 
@@ -174,6 +176,22 @@ def encode_metadata(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+# The files a folder given as input is searched for, by every command that takes folders.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# Image names canstyle cannot read or write, which still must not name an output folder.
+FOREIGN_IMAGE_SUFFIXES = (".avif", ".heic")
+
+
+def check_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """Refuse an image file's name where an output folder is wanted: "-o sample.png" would
+    otherwise become a folder called sample.png."""
+    p = Path(folder)
+    if p.suffix.lower() in IMAGE_SUFFIXES + FOREIGN_IMAGE_SUFFIXES and not p.is_dir():
+        raise CanstyleError(f"-o {p} names an image file, but this command writes a folder of images; "
+                            "give a folder name")
+    return p
+
+
 def check_output_format(path: str | os.PathLike[str]) -> str:
     """The lower-case suffix of an output path, if canstyle can write it."""
     ext = Path(path).suffix.lower()
@@ -202,10 +220,21 @@ def save_image(
             info.add_itxt(METADATA_KEY, meta)
             im.save(tmp, format="PNG", pnginfo=info)
         else:
-            rgb = im.convert("RGB") if im.mode != "RGB" else im
-            rgb.save(tmp, format="JPEG", quality=95, comment=meta.encode())
+            _flatten(im, out).save(tmp, format="JPEG", quality=95, comment=meta.encode())
 
     return atomic_write(out, write, overwrite=overwrite)
+
+
+def _flatten(im: Image.Image, out: Path) -> Image.Image:
+    """RGB for a JPEG. Transparent parts go on white: dropping the alpha would show whatever
+    colour the transparent pixels happened to hold (often black)."""
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            log.warning("%s: JPEG has no transparency; transparent parts are white (save as .png to keep them)", out)
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB") if im.mode != "RGB" else im
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -44,11 +44,17 @@ def register(spec: WeightSpec) -> WeightSpec:
 
 
 def home() -> Path:
+    """canstyle's cache folder (weights, data caches, judges). It need not exist yet, but a file
+    in its place is named here rather than failing later as 'Not a directory'."""
     env = os.environ.get("CANSTYLE_HOME")
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "canstyle"
+        path, what = Path(env).expanduser(), "CANSTYLE_HOME"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path, what = Path(xdg) / "canstyle", "the cache folder"
+    if path.exists() and not path.is_dir():
+        raise CanstyleError(f"{what} {path} is a file, not a folder")
+    return path
 
 
 def weights_dir() -> Path:

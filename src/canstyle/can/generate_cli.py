@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from canstyle.can.generate import MAX_IMAGES, CanGenerator, check_truncation, parse_seeds
     from canstyle.device import resolve_device
     from canstyle.fsutil import check_writable
+    from canstyle.imageio import check_output_folder
 
     if args.seeds is not None and args.n is not None:
         raise CanstyleError("give -n or --seeds, not both")
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.grid and len(seeds) > MAX_GRID:
         raise CanstyleError(f"--grid takes at most {MAX_GRID} images; drop --grid or ask for fewer")
     check_truncation(args.truncation)
+    check_output_folder(args.output)
     paths = [args.output / f"seed{s:04d}.png" for s in seeds]
     for p in paths + ([args.output / "grid.png"] if args.grid else []):
         check_writable(p, args.overwrite)  # fail before computing anything

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     opts.validate()
     if args.save_every < 0:
         raise CanstyleError("--save-every must be >= 0")
-    check_writable(args.output, args.overwrite)
+    inputs = [args.content, *args.styles] + ([] if opts.init in ("noise", "content") else [Path(opts.init)])
+    check_writable(args.output, args.overwrite, inputs)
     check_output_format(args.output)  # fail before the long computation, not after it
     content = load_image(args.content)
     styles = [load_image(s).rgb for s in args.styles]
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if opts.init not in ("noise", "content"):
         load_image(opts.init)
     for snap in _snapshot_paths(args.output, tuple(content.rgb.shape[-2:]), opts, args.save_every):
-        check_writable(snap, args.overwrite)  # a snapshot is an output too: never clobbered silently
+        check_writable(snap, args.overwrite, inputs)  # a snapshot is an output too: never clobbered silently
     seed = args.seed if args.seed is not None else draw_seed()
     engine = StyleTransfer(args.features, args.device, args.precision, pooling=opts.pooling)
     log.info("stylize: %s features on %s (%s), seed %d", engine.features, engine.device,

@@ -16,6 +16,9 @@ from canstyle.errors import CanstyleError
 MIN_SIDE = 32  # below this VGG's conv5 sees fewer than 2x2 positions
 # A result of 8192 px already needs tens of GB for VGG's activations; beyond it a size is a typo.
 MAX_SIDE = 8192
+# Past this a --style-scale is a typo (100 for 1.00): a 64 px result whose painting was analysed at
+# 6400 px took 13.8 GB and a minute, and strokes 8x the result's scale no longer read as strokes.
+MAX_STYLE_SCALE = 8.0
 
 
 def _opt(default, help: str, choices=None, flag=None):  # type: ignore[no-untyped-def]
@@ -104,8 +107,11 @@ class StylizeOptions:
             raise CanstyleError(f"--min-scale must be at least {MIN_SIDE}")
         if self.quality not in QUALITY:
             raise CanstyleError(f"--quality must be one of {', '.join(QUALITY)}")
-        if not self.style_scale > 0:
-            raise CanstyleError("--style-scale must be positive")
+        if not 0 < self.style_scale <= MAX_STYLE_SCALE:
+            raise CanstyleError(f"--style-scale must be above 0 and at most {MAX_STYLE_SCALE:g}, got {self.style_scale:g}")
+        if self.size * self.style_scale > MAX_SIDE:
+            raise CanstyleError(f"--size {self.size} x --style-scale {self.style_scale:g} would analyse the painting "
+                                f"at more than {MAX_SIDE} px")
         if not 0 <= self.plateau < 1:
             raise CanstyleError("--plateau must be in [0, 1)")
         if min(self.content_weight, self.style_weight, self.tv_weight, self.start_tv_weight) < 0:

@@ -42,19 +42,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_args(p, seed=False)
 
 
-OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".heic")
 
 
 def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) -> list[Path]:
     """Where each input goes; checked before any computation."""
     from canstyle.fsutil import check_writable
+    from canstyle.imageio import FOREIGN_IMAGE_SUFFIXES, IMAGE_SUFFIXES
 
     if output.suffix.lower() in (".png", ".jpg", ".jpeg"):
         if len(inputs) != 1:
             raise CanstyleError(f"-o {output} names one file but there are {len(inputs)} inputs; "
                                 "give a folder instead")
         outs = [output]
-    elif output.suffix.lower() in OTHER_IMAGE_SUFFIXES and not output.is_dir():
+    elif output.suffix.lower() in IMAGE_SUFFIXES + FOREIGN_IMAGE_SUFFIXES and not output.is_dir():
         # Without this, "-o out.webp" would quietly become a folder of PNGs.
         raise CanstyleError(f"unsupported output format {output.suffix!r}: use .png or .jpg, or a folder")
     else:
@@ -64,10 +64,8 @@ def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) 
         dupes = sorted({o.name for o in outs if outs.count(o) > 1})
         if dupes:
             raise CanstyleError(f"several inputs would be written to the same file: {', '.join(dupes)}")
-    if {o.resolve() for o in outs} & {p.resolve() for p in inputs}:
-        raise CanstyleError("an output would replace its own input; choose another -o")
     for o in outs:
-        check_writable(o, overwrite)
+        check_writable(o, overwrite, inputs)
     return outs
 
 

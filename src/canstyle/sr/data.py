@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from canstyle.errors import CanstyleError
+from canstyle.imageio import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def list_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -29,9 +28,9 @@ def list_images(inputs: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                raise CanstyleError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {item}")
+                raise CanstyleError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {item}")
             out.extend(found)
         elif item.exists():
             out.append(item)
