@@ -6,8 +6,8 @@ with ``path`` (or ``file``) and ``style`` columns, paths relative to the CSV,
 sources, in any mix, go into one cache, which records each image's source
 (styles with the same name merge). ``prepare`` decodes every image once, resizes it so its short side is ``size`` (never
 up-scaling) and appends the pixels to one flat ``images.u8`` file that training
-reads through a memmap, so no JPEG is decoded per step. Unreadable images are
-skipped and counted.
+reads through a memmap, so no JPEG is decoded per step. Unreadable, unlabelled and too
+small images are skipped and counted; a painting given twice is kept once.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -29,9 +30,10 @@ from canstyle import fsutil
 from canstyle.can.sources import (
     Item,
     SourceArg,
+    TooSmall,
     as_sources,
+    check_source,
     decode,
-    detect_layout,
     iter_items,
     require_source,
 )
@@ -51,9 +53,14 @@ class PrepareReport:
     counts: dict[str, int]
     skipped: dict[str, int]  # reason -> count
     skipped_files: list[str]
+    duplicates: int = 0  # paintings dropped because an earlier one had the same pixels
+    relabelled: int = 0  # of those, how many carried another style than the copy kept
+    duplicate_files: list[str] = field(default_factory=list)
 
 
 def _skip_reason(item: Item, err: Exception) -> str:
+    if isinstance(err, TooSmall):
+        return "too small"
     if item.path is not None and not item.path.exists():
         return "missing"
     return "corrupt" if isinstance(err, (CanstyleError, OSError, ValueError, SyntaxError)) else "error"
@@ -76,51 +83,103 @@ def _prepare(src: SourceArg, dest: Path, size: int, styles: list[str] | None, ov
     if not 8 <= size <= MAX_CACHE_SIDE:
         raise CanstyleError(f"cache size must be between 8 and {MAX_CACHE_SIDE} pixels, got {size}")
     for p in srcs:
-        detect_layout(p)  # a missing or unknown source fails before any work
+        check_source(p)  # a missing, unknown or unreadable source fails before any work
     check_dest(dest, overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))  # unique per build
     os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes it owner-only; a cache is an ordinary folder
-    rows: list[tuple[int, int, int, str, int]] = []
-    skipped: Counter[str] = Counter()
-    bad: list[str] = []
-    offset = 0
-    digest = hashlib.sha1()  # of every stored pixel and label: the judge keys its features by it
     try:
         with open(tmp / "images.u8", "wb") as blob:
+            b = _Builder(blob, size)
             items = ((k, it) for k, p in enumerate(srcs) for it in iter_items(p, styles))
             for n, (k, item) in enumerate(items):
-                try:
-                    arr = decode(item, size)
-                except Exception as e:  # noqa: BLE001  (one bad painting must never end a 80k-image job)
-                    reason = _skip_reason(item, e)
-                    skipped[reason] += 1
-                    bad.append(f"{item.name}: {reason}")
-                    log.debug("skipping %s: %s", item.name, e)
-                    continue
-                data = arr.tobytes()
-                blob.write(data)
-                digest.update(data)
-                digest.update(item.style.encode())
-                rows.append((offset, arr.shape[0], arr.shape[1], item.style, k))
-                offset += arr.size
+                b.add(k, item)
                 if callback is not None:
                     callback(Progress("prepare", n + 1, 0))
-        if not rows:
+        if not b.rows:
             where = ", ".join(map(str, srcs))
-            raise CanstyleError(f"no readable images in {where}" + (f" for styles {styles}" if styles else ""))
-        _write_index(tmp, rows, srcs, size, skipped, bad, digest.hexdigest())
+            why = f" (skipped {_counts_text(b.skipped)}; first: {b.bad[0]})" if b.bad else ""
+            raise CanstyleError(f"no readable images in {where}" + (f" for styles {styles}" if styles else "") + why)
+        _write_index(tmp, b, srcs, size)
         _publish(tmp, dest, overwrite, replaces)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    rows = b.rows
     counts = Counter(r[3] for r in rows)
     missing = sorted(set(styles or ()) - set(counts))
     if missing:  # a typo in --styles must not pass unnoticed; 'paper' may rightly miss some
         log.warning("styles not found in the data: %s", ", ".join(missing))
-    if skipped:
-        log.warning("skipped %d unreadable images (%s)", sum(skipped.values()),
-                    ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
-    return PrepareReport(len(rows), dict(sorted(counts.items())), dict(skipped), bad)
+    if b.skipped:
+        log.warning("skipped %d images (%s)", sum(b.skipped.values()), _counts_text(b.skipped))
+    _warn_duplicates(b)
+    return PrepareReport(len(rows), dict(sorted(counts.items())), dict(b.skipped), b.bad,
+                         b.duplicates, b.relabelled, b.dup_files)
+
+
+def _counts_text(counts: Counter[str] | dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+class _Builder:
+    """Appends each usable painting's pixels to the blob; counts the rest. A painting whose cached
+    pixels equal an earlier one's is dropped (the first copy and its style are kept): a set listed
+    twice would weigh double in training and could sit on both sides of evaluate's held-out split."""
+
+    def __init__(self, blob: BinaryIO, size: int) -> None:
+        self.blob, self.size = blob, size
+        self.rows: list[tuple[int, int, int, str, int]] = []
+        self.skipped: Counter[str] = Counter()
+        self.bad: list[str] = []
+        self.seen: dict[bytes, tuple[str, str]] = {}  # pixel hash -> (name, style) of the copy kept
+        self.duplicates = self.relabelled = 0
+        self.dup_files: list[str] = []
+        self.first_relabelled = ""
+        self.offset = 0
+        self.digest = hashlib.sha1()  # of every stored pixel and label: the judge keys its features by it
+
+    def add(self, k: int, item: Item) -> None:
+        if item.problem:
+            self._skip(item, item.problem)
+            return
+        try:
+            arr = decode(item, self.size)
+        except Exception as e:  # noqa: BLE001  (one bad painting must never end a 80k-image job)
+            self._skip(item, _skip_reason(item, e))
+            log.debug("skipping %s: %s", item.name, e)
+            return
+        data = arr.tobytes()
+        key = hashlib.sha1(f"{arr.shape}".encode() + data).digest()
+        if key in self.seen:
+            self._duplicate(item, *self.seen[key])
+            return
+        self.seen[key] = (item.name, item.style)
+        self.blob.write(data)
+        self.digest.update(data)
+        self.digest.update(item.style.encode())
+        self.rows.append((self.offset, arr.shape[0], arr.shape[1], item.style, k))
+        self.offset += arr.size
+
+    def _skip(self, item: Item, reason: str) -> None:
+        self.skipped[reason] += 1
+        self.bad.append(f"{item.name}: {reason}")
+
+    def _duplicate(self, item: Item, first: str, style: str) -> None:
+        self.duplicates += 1
+        if item.style == style:
+            self.dup_files.append(f"{item.name}: same image as {first}")
+            return
+        self.relabelled += 1
+        self.dup_files.append(f"{item.name} ({item.style}): same image as {first} ({style}, kept)")
+        self.first_relabelled = self.first_relabelled or self.dup_files[-1]
+
+
+def _warn_duplicates(b: _Builder) -> None:
+    if b.duplicates:
+        log.warning("dropped %d duplicate images (same pixels as an earlier image; the first is kept)",
+                    b.duplicates)
+    if b.relabelled:  # a conflicting label is a data error the user should look at
+        log.warning("%d duplicates are labelled with another style than the copy kept "
+                    "(listed in meta.json's duplicate_files), e.g. %s", b.relabelled, b.first_relabelled)
 
 
 CACHE_FILES = {"images.u8", "index.npy", "classes.json", "meta.json"}
@@ -164,8 +223,8 @@ def _publish(tmp: Path, dest: Path, overwrite: bool, replaces: tuple[int, ...] |
         fsutil.replace_folder(tmp, dest)
 
 
-def _write_index(tmp: Path, rows: list, srcs: list[Path], size: int, skipped: Counter,
-                 bad: list[str], digest: str) -> None:
+def _write_index(tmp: Path, b: _Builder, srcs: list[Path], size: int) -> None:
+    rows = b.rows
     classes = sorted({r[3] for r in rows})  # sorted, so the class order never depends on the filesystem
     cid = {c: i for i, c in enumerate(classes)}
     index = np.array([(o, h, w, cid[s], k) for o, h, w, s, k in rows], dtype=np.int64)
@@ -176,7 +235,8 @@ def _write_index(tmp: Path, rows: list, srcs: list[Path], size: int, skipped: Co
         "version": CACHE_VERSION, "sources": [str(p.resolve()) for p in srcs],
         "source_counts": per_source, "size": size, "count": len(rows),
         "counts": dict(sorted(Counter(r[3] for r in rows).items())),
-        "skipped": dict(skipped), "skipped_files": bad[:200], "pixels_sha1": digest,
+        "skipped": dict(b.skipped), "skipped_files": b.bad[:200], "pixels_sha1": b.digest.hexdigest(),
+        "duplicates": b.duplicates, "duplicate_files": b.dup_files[:200],
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     with TqdmProgress("prepare-data", disable=args.quiet) as bar:
         rep = prepare(args.source, dest, size=args.size, styles=styles, overwrite=args.overwrite, callback=bar)
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(rep.skipped.items())) or "none"
-    log.info("wrote %s: %d images in %d styles; skipped: %s", dest, rep.count, len(rep.counts), skipped)
+    dups = f"{rep.duplicates}" + (f" ({rep.relabelled} with another style; kept the first)" if rep.relabelled else "")
+    log.info("wrote %s: %d images in %d styles; skipped: %s; duplicates dropped: %s",
+             dest, rep.count, len(rep.counts), skipped, dups)
     for name, n in sorted(rep.counts.items(), key=lambda kv: -kv[1]):
         log.info("  %6d  %s", n, name)
     return 0

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,11 @@ PAPER_STYLES = tuple(s for s in HUGGAN_STYLES if s not in ("Symbolism", "Ukiyo_e
 # one data source, or several that go into one cache
 SourceArg = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 MAX_ASPECT = 2.0  # longer side is centre-cropped to at most this x the short side
+# Smallest short side a painting may have. Below it a source is a strip or an icon with no brushwork
+# to learn: even the smallest preset (64) would enlarge it more than 2x, and a 1 px-high strip
+# would become a 1x2 cache entry. 32 is also the floor style transfer uses (nst.plan.MIN_SIDE).
+MIN_SIDE = 32
+COLUMNS = ("image", "style")  # what a parquet shard must hold (huggan/wikiart's names)
 
 
 @dataclass
@@ -40,6 +46,11 @@ class Item:
     name: str  # path or shard:row, for error reports
     path: Path | None = None
     data: bytes | None = None
+    problem: str | None = None  # why this row cannot be used (e.g. "no style"): skipped and counted
+
+
+class TooSmall(CanstyleError):
+    """A readable image whose short side is below ``MIN_SIDE``; skipped as "too small"."""
 
 
 def parse_styles(text: str | None) -> list[str] | None:
@@ -71,6 +82,16 @@ def detect_layout(src: Path) -> str:
     return "folders"
 
 
+def check_source(src: Path) -> str:
+    """``detect_layout``, plus opening every parquet shard's footer (cheap), so that a bad shard
+    fails before any image is decoded, not after hours of the shards before it."""
+    layout = detect_layout(src)
+    if layout == "parquet":
+        for shard in _shards(src):
+            _open_shard(shard)
+    return layout
+
+
 def _folder_items(root: Path) -> Iterator[Item]:
     styles = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not styles:
@@ -96,9 +117,15 @@ def _csv_rows(csv_path: Path) -> Iterator[Item]:
         if key is None or "style" not in cols:
             raise CanstyleError(f"{csv_path} needs columns 'path' (or 'file') and 'style'")
         for row in reader:
-            p = Path(row[key])
+            # a short row has None for its missing cells; like a missing file it is skipped, not fatal
+            raw, style = row.get(key) or "", (row.get("style") or "").strip()
+            if not raw.strip() or not style:
+                where = f"{csv_path} line {reader.line_num}"
+                yield Item(style=style, name=where, problem="no path" if not raw.strip() else "no style")
+                continue
+            p = Path(raw)
             p = p if p.is_absolute() else csv_path.parent / p
-            yield Item(style=row["style"].strip(), name=str(p), path=p)
+            yield Item(style=style, name=str(p), path=p)
 
 
 def _parquet_style_names(pf: object) -> list[str]:
@@ -110,25 +137,62 @@ def _parquet_style_names(pf: object) -> list[str]:
     return list(names) if names else list(HUGGAN_STYLES)
 
 
-def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
+def _shards(src: Path) -> list[Path]:
+    return [src] if src.is_file() else sorted(src.rglob("*.parquet"))
+
+
+def _pyarrow() -> tuple[Any, Any]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise CanstyleError("reading parquet shards needs pyarrow: pip install 'canstyle[wikiart]'") from None
-    shards = [src] if src.is_file() else sorted(src.rglob("*.parquet"))
-    for shard in shards:
+    return pa, pq
+
+
+def _open_shard(shard: Path) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` that holds ``COLUMNS``, or a one-line CanstyleError."""
+    pa, pq = _pyarrow()
+    try:
         pf = pq.ParquetFile(shard)
+    except (pa.ArrowException, OSError) as e:
+        raise CanstyleError(f"{shard} cannot be read as parquet: {_first_line(e)}") from None
+    have = list(pf.schema_arrow.names)
+    lacking = [c for c in COLUMNS if c not in have]
+    if lacking:
+        shown = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "") or "none"
+        raise CanstyleError(f"{shard} lacks column{'s' * (len(lacking) > 1)} {', '.join(lacking)} "
+                            f"(it has: {shown})")
+    return pf
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
+    pa, _ = _pyarrow()
+    for shard in _shards(src):
+        pf = _open_shard(shard)
         names = _parquet_style_names(pf)
         row = 0
-        for batch in pf.iter_batches(columns=["image", "style"], batch_size=64):
-            for img, style in zip(batch.column("image").to_pylist(), batch.column("style").to_pylist(), strict=True):
-                name = f"{shard.name}:{row}"
-                row += 1
-                label = names[style] if isinstance(style, int) and 0 <= style < len(names) else str(style)
-                if wanted is not None and label not in wanted:
-                    continue
-                data = img.get("bytes") if isinstance(img, dict) else None
-                yield Item(style=label, name=name, data=data)
+        try:
+            for batch in pf.iter_batches(columns=list(COLUMNS), batch_size=64):
+                for img, style in zip(batch.column("image").to_pylist(), batch.column("style").to_pylist(),
+                                      strict=True):
+                    name = f"{shard.name}:{row}"
+                    row += 1
+                    label = "" if style is None else (
+                        names[style] if isinstance(style, int) and 0 <= style < len(names) else str(style).strip())
+                    if not label:  # a null or blank label: skipped and counted, as in a CSV
+                        yield Item(style="", name=name, problem="no style")
+                        continue
+                    if wanted is not None and label not in wanted:
+                        continue
+                    data = img.get("bytes") if isinstance(img, dict) else None
+                    yield Item(style=label, name=name, data=data)
+        except (pa.ArrowException, OSError) as e:  # a damaged page in a shard whose footer was fine
+            raise CanstyleError(f"{shard} is damaged after row {row}: {_first_line(e)}") from None
 
 
 def as_sources(src: SourceArg) -> list[Path]:
@@ -146,6 +210,8 @@ def as_sources(src: SourceArg) -> list[Path]:
 
 
 def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
+    """Every painting of ``src`` in ``styles`` (all by default), and every unusable row
+    (``Item.problem`` set) unless it names an unwanted style."""
     layout = detect_layout(src)
     wanted = set(styles) if styles else None
     if layout == "parquet":
@@ -154,7 +220,7 @@ def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
     csv_path = src / "labels.csv" if src.is_dir() and layout == "csv" else src
     items = _csv_items(csv_path) if layout == "csv" else _folder_items(src)
     for it in items:
-        if wanted is None or it.style in wanted:
+        if wanted is None or it.style in wanted or (it.problem and not it.style):
             yield it
 
 
@@ -166,6 +232,8 @@ def decode(item: Item, size: int) -> np.ndarray:
         raise CanstyleError("no image bytes")
     img = load_image(item.data if item.data is not None else item.path).rgb
     h, w = img.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise TooSmall(f"{w}x{h} px, smaller than {MIN_SIDE} px")
     scale = min(1.0, size / min(h, w))
     if scale < 1.0:
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
