@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from canstyle.errors import CanstyleError
+from canstyle.imageio import IMAGE_SUFFIXES
 from canstyle.imageops import resize_to
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # huggan/wikiart's `style` ClassLabel, in index order (used when a shard carries no feature metadata).
 HUGGAN_STYLES = (
     "Abstract_Expressionism", "Action_painting", "Analytical_Cubism", "Art_Nouveau", "Baroque",
@@ -98,7 +98,7 @@ def _folder_items(root: Path) -> Iterator[Item]:
         raise CanstyleError(f"{root} has no style sub-folders (expected DATA/<Style>/<image>)")
     for d in styles:
         for f in sorted(d.rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTS:
+            if f.suffix.lower() in IMAGE_SUFFIXES:
                 yield Item(style=d.name, name=str(f), path=f)
 
 
