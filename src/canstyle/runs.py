@@ -171,9 +171,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint's dict, read with ``weights_only=True`` (tensors, numbers, strings only)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  (a truncated or foreign file: explain, don't trace back)
-        raise CanstyleError(f"cannot read checkpoint {path}: not a torch checkpoint, or a damaged one "
-                            f"({first_line(e)})") from None
+    except Exception:  # noqa: BLE001  (a truncated or foreign file: explain, don't trace back)
+        # No text of torch's: for a foreign file it advises weights_only=False, which would run
+        # whatever code an untrusted pickle holds.
+        raise CanstyleError(f"cannot read checkpoint {path}: it is not a canstyle checkpoint, "
+                            "or a damaged one") from None
     if not isinstance(state, dict):
         raise CanstyleError(f"{path} is not a canstyle checkpoint")
     return state
@@ -212,7 +214,7 @@ def resolve_resume(resume: str, out: str | os.PathLike[str], kind: str) -> Resum
     * ``latest`` (what a bare ``--resume`` means): the newest ``kind`` run under ``out`` that
       got as far as writing its config.json or a checkpoint;
     * a run folder: that run;
-    * a checkpoint file: that checkpoint, in the run folder two levels up.
+    * a checkpoint file: that checkpoint, of the run folder two levels up (``RUN/checkpoints/``).
 
     A run continues from its newest checkpoint. One killed before its first checkpoint has only
     its config.json, and restarts from step 0 in the same folder with the same seed.
@@ -225,6 +227,9 @@ def resolve_resume(resume: str, out: str | os.PathLike[str], kind: str) -> Resum
     else:
         p = Path(resume)
         if p.is_file():
+            if p.parent.name != CHECKPOINTS:  # its run would be "two levels up", which is not one
+                raise CanstyleError(f"--resume: {p} is not a checkpoint in a run folder "
+                                    f"(RUN/{CHECKPOINTS}/stepNNNNNNNN.pt)")
             return Resume(p.parent.parent, p)
         if not p.is_dir():
             raise CanstyleError(f"--resume: no such run or checkpoint: {p}")

@@ -6,29 +6,28 @@ CUDA, gloo on CPU) with the same arguments; only rank 0 writes files.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
-import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from canstyle import runs
 from canstyle.can import checkpoint as ck
 from canstyle.can import dist as dd
-from canstyle.can.data import Cache, class_weights, ensure_cache
+from canstyle.can.data import Cache, class_weights, ensure_cache, is_cache
 from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
 from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
 from canstyle.can.models import PRESETS, UPSAMPLE, ModelConfig
-from canstyle.can.sources import SourceArg, as_sources, parse_styles
-from canstyle.can.trainer import METRICS, Trainer
+from canstyle.can.sources import Item, SourceArg, as_sources, decode, iter_items, parse_styles
+from canstyle.can.trainer import METRICS, StopFlag, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
 from canstyle.fsutil import check_writable_folder
@@ -136,38 +135,47 @@ class TrainResult:
     images_per_second: float = 0.0
 
 
-class _StopFlag:
-    """First Ctrl-C / SIGTERM asks for a clean stop at the next step; a second one is immediate."""
+class _Listing:
+    """Uncached sources as a dry run sees them, in the cache's row order: styles from listing the
+    files, and only the images that ``load`` is asked for decoded, so no cache is written."""
 
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
+    def __init__(self, srcs: list[Path], size: int, styles: list[str] | None) -> None:
+        self.srcs, self.styles, self.meta = srcs, styles, {"size": size}
+        names = [it.style for it in self._items()]  # no decoding
+        if not names:
+            raise CanstyleError(f"no images in {', '.join(map(str, srcs))}")
+        self.classes = sorted(set(names))
+        cid = {c: i for i, c in enumerate(self.classes)}
+        self.labels = np.array([cid[n] for n in names], dtype=np.int64)
+        self._images: dict[int, np.ndarray] = {}
+        self.unreadable = 0
 
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("stopping after this step and saving a checkpoint (again to abort)")
+    def load(self, rows: Iterable[int]) -> None:
+        want, size = set(rows) - set(self._images), int(self.meta["size"])
+        for i, item in enumerate(self._items()):
+            if not want:
+                break
+            if i in want:
+                want.discard(i)
+                try:
+                    self._images[i] = decode(item, size)
+                except Exception:  # noqa: BLE001  (the real run skips it; a grey stand-in times the same)
+                    self.unreadable += 1
+                    self._images[i] = np.full((size, size, 3), 128, dtype=np.uint8)
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[_StopFlag]:
-        try:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        except ValueError:  # not the main thread (e.g. a web worker): no signal handling
-            pass
-        try:
-            yield self
-        finally:
-            for s, h in self._old.items():
-                signal.signal(s, h)
+    def image(self, i: int) -> np.ndarray:
+        return self._images[i]
+
+    def _items(self) -> Iterable[Item]:
+        """The usable rows, as the cache would hold them (rows without a style are skipped)."""
+        return (it for p in self.srcs for it in iter_items(p, self.styles) if not it.problem)
 
 
 @dataclass
 class _Setup:
     opts: TrainOptions
     seed: int
-    cache: Cache
+    cache: Cache | _Listing
     sel: Selection
     run: Path | None
     ckpt: Path | None
@@ -195,12 +203,12 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
         seed = int(dd.broadcast_object(draw_seed(), info))  # type: ignore[call-overload]
     styles = parse_styles(opts.styles)
     size = opts.cache_size or 2 * opts.preset
-    if info.is_main:
+    if info.is_main and not dry_run:
         path = ensure_cache(data, size, styles)
     dd.barrier(info)  # the other ranks wait for rank 0 to build the cache
-    if not info.is_main:
+    if not info.is_main or dry_run:
         path = ensure_cache(data, size, styles, build=False)
-    cache = Cache(path)
+    cache = _listing(data, path, size, styles) if dry_run and not is_cache(path) else Cache(path)
     _warn_if_enlarged(int(cache.meta.get("size", 0)), opts, info.is_main)
     sel = select(cache, styles, opts.min_images)
     if saved and sel.classes != saved["classes"]:
@@ -209,6 +217,13 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
         run = runs.new_run_dir(out, f"can-{opts.preset}")
     run = dd.broadcast_object(run, info)  # type: ignore[assignment]
     return _Setup(opts, seed, cache, sel, run, ckpt, resumed=bool(saved))
+
+
+def _listing(data: SourceArg, dest: Path, size: int, styles: list[str] | None) -> _Listing:
+    """A dry run lists the paintings rather than build their cache: it promises to write nothing."""
+    log.info("dry run: no %dpx cache yet (a real run first builds it once in %s); listing the "
+             "paintings without decoding them", size, dest)
+    return _Listing(as_sources(data), size, styles)
 
 
 def _warn_if_enlarged(cached: int, opts: TrainOptions, main: bool) -> None:
@@ -270,6 +285,11 @@ def train(
             trainer.start_step = int(state["step"])
         if dry_run:
             return _dry_run(s, trainer)
+        if trainer.start_step >= o.steps:  # resumed past the goal: say so, and leave the run as it is
+            if info.is_main:
+                log.warning("run %s is already at step %d (--steps %d): nothing to train; give a "
+                            "larger --steps to continue it", s.run, trainer.start_step, o.steps)
+            return TrainResult(s.run, trainer.start_step)
         if info.is_main:
             _write_run_files(s, trainer, info, data)
         result = _loop(s, trainer, info, callback)
@@ -285,6 +305,13 @@ def train(
 
 def _dry_run(s: _Setup, trainer: Trainer) -> TrainResult:
     """Check data, models and one timed step, writing nothing."""
+    what = "images"
+    if isinstance(s.cache, _Listing):  # decode only what the two timed steps crop
+        s.cache.load(int(s.sel.indices[p]) for step in (0, 1) for p in trainer.batches.positions(step))
+        what = "image files (listed, not decoded)"
+        if s.cache.unreadable:
+            log.warning("dry run: %d of the paintings decoded for the timed steps are unreadable; "
+                        "the real run skips such files", s.cache.unreadable)
     n_g = sum(p.numel() for p in trainer.g.parameters())
     n_d = sum(p.numel() for p in trainer.d.parameters())
     trainer.step(0)
@@ -292,8 +319,8 @@ def _dry_run(s: _Setup, trainer: Trainer) -> TrainResult:
     trainer.step(1)
     secs = time.perf_counter() - t0
     ips = s.opts.batch_size / secs
-    log.info("dry run: %d images in %d styles (%s); G %.2fM params, D %.2fM; %.1f images/s, "
-             "%d steps would take about %.1f h", len(s.sel.indices), len(s.sel.classes),
+    log.info("dry run: %d %s in %d styles (%s); G %.2fM params, D %.2fM; %.1f images/s, "
+             "%d steps would take about %.1f h", len(s.sel.indices), what, len(s.sel.classes),
              ", ".join(s.sel.classes), n_g / 1e6, n_d / 1e6, ips, s.opts.steps,
              s.opts.steps * secs / 3600)
     return TrainResult(None, 0, images_per_second=ips)
@@ -328,7 +355,7 @@ def _loop(s: _Setup, trainer: Trainer, info: dd.DistInfo, callback: ProgressCall
     acc, n_acc, last = torch.zeros(len(METRICS)), 0, {}
     step, interrupted, saved_at = trainer.start_step, False, -1
     t0, imgs = time.perf_counter(), 0
-    with _StopFlag().installed() as stop:
+    with StopFlag().installed() as stop:
         while step < o.steps:
             m = trainer.step(step)
             m = dd.all_mean(torch.cat([m, torch.tensor([float(stop.requested)])]), info)

@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder that holds the numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="latest|PATH",
                    help="continue the newest run under -o/--output, or the given run folder / checkpoint")
-    p.add_argument("--dry-run", action="store_true", help="check data and models, time one step, write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check data and models, time one step; writes nothing (no run folder, no "
+                        "cache: uncached paintings are listed, and only the timed steps' decoded)")
     add_dataclass_args(p, TrainOptions)
     add_runtime_args(p)
 

@@ -1,8 +1,12 @@
-"""One CAN training step, the models and optimisers it owns, and their state."""
+"""One CAN training step, the models and optimisers it owns, their state, and the stop flag."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -14,6 +18,8 @@ from canstyle.can.dist import DistInfo, set_bn_sync, unwrap
 from canstyle.can.losses import discriminator_loss, generator_loss, normalized_entropy
 from canstyle.can.models import Generator, ModelConfig, build, refresh_bn_stats
 from canstyle.device import autocast
+
+log = logging.getLogger(__name__)
 
 METRICS = ("d_loss", "g_loss", "d_adv", "d_style", "g_adv", "ambiguity", "style_acc_real",
            "fake_style_entropy", "d_real", "d_fake")
@@ -153,3 +159,30 @@ class Trainer:
         set_rng_state(state["rng"])
         if self.info.rank:  # rank 0's RNG state was saved; keep the streams per-rank
             torch.manual_seed(self.seed + 1000 * self.info.rank + int(state["step"]))
+
+
+class StopFlag:
+    """First Ctrl-C / SIGTERM asks for a clean stop at the next step; a second one is immediate."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after this step and saving a checkpoint (again to abort)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        except ValueError:  # not the main thread (e.g. a web worker): no signal handling
+            pass
+        try:
+            yield self
+        finally:
+            for s, h in self._old.items():
+                signal.signal(s, h)

@@ -12,6 +12,7 @@ where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -183,6 +184,7 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
     """Fine-tune on ``paths``; a new numbered run in ``out``, or the resumed one."""
     if resume:
         r = runs.resolve_resume(resume, out, "sr")
+        paths = _run_images(r.run, paths)
         ckpt = read_checkpoint(r.checkpoint) if r.checkpoint is not None else None
         opts, seed = _resumed_options(r.run, ckpt, opts.steps)
         images = _load_images(paths, opts, ckpt["arch"] if ckpt else arch_of(opts.init))
@@ -190,6 +192,9 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
         runs.MetricsLog(r.run / runs.METRICS).truncate(trainer.step)
         runs.remove_partial_files(r.run)
         log.info("resuming %s at step %d", r.run, trainer.step)
+        if trainer.step >= opts.steps:  # only the export is left to do
+            log.warning("run %s is already at step %d (--steps %d): nothing to train; give a "
+                        "larger --steps to continue it", r.run, trainer.step, opts.steps)
     else:
         images = _load_images(paths, opts, arch_of(opts.init))  # a bad image makes no run folder
         tag = Path(opts.init).stem if opts.init.endswith(".safetensors") else opts.init
@@ -198,6 +203,22 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
             trainer = Trainer(opts, run, device, precision, seed)
         trainer.save_config([str(p) for p in paths])
     return trainer.fit(images, callback, on_checkpoint)
+
+
+def _run_images(run: Path, paths: list[Path]) -> list[Path]:
+    """``paths`` in the run's own order, refused unless they are the images it was trained on:
+    its checkpoints' sampler and its config.json assume them, as a CAN run assumes its styles."""
+    try:
+        saved = json.loads((run / runs.CONFIG).read_text()).get("images")
+    except (OSError, ValueError, AttributeError):
+        return paths  # no readable image list to hold them to
+    if not isinstance(saved, list) or not all(isinstance(p, str) for p in saved):
+        return paths
+    if sorted(str(Path(p).resolve()) for p in saved) != sorted(str(p.resolve()) for p in paths):
+        raise CanstyleError(f"--resume: {run} was trained on other images (the {len(saved)} in its "
+                            f"{runs.CONFIG}, not these {len(paths)}); give none to continue on its own, "
+                            "or start a new run without --resume")
+    return [Path(p) for p in saved]
 
 
 def _load_images(paths: list[Path], opts: TrainOptions, arch_name: str) -> list[torch.Tensor]:

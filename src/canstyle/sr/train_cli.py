@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from canstyle.sr.train import TrainOptions
 
     p.add_argument("images", type=Path, nargs="*", metavar="IMAGES",
-                   help="training image files or folders (optional with --resume: the run's own)")
+                   help="training image files or folders (optional with --resume, which continues on "
+                        "the run's own images and refuses others)")
     p.add_argument("-o", "--output", "--out", dest="out", metavar="DIR", type=Path, default=Path("runs"),
                    help="folder for numbered run folders")
     p.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
