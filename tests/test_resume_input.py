@@ -54,6 +54,13 @@ def test_resume_past_steps_says_so_and_trains_nothing(src: Path, tmp_path: Path,
     assert res.run_dir == run and res.step == 2
     assert "is already at step 2 (--steps 1): nothing to train" in caplog.text
     assert (run / "metrics.jsonl").read_text() == before
+    other = make_folders(tmp_path / "other", per_style=5)  # the same styles, other paintings
+    with pytest.raises(CanstyleError, match="was trained on other paintings"):
+        train(str(other), str(tmp_path / "runs"), TrainOptions(steps=4, **opts), resume="latest", precision="fp32")
+    same = tmp_path / "same"
+    prepare(src, same, size=64)  # the same paintings in another cache: resumes
+    assert train(str(same), str(tmp_path / "runs"), TrainOptions(steps=3, **opts), resume="latest",
+                 precision="fp32").step == 3
 
 
 def test_resume_from_a_file_outside_a_run_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -322,3 +323,39 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
     return torch.tensor(w, dtype=torch.float32)
+
+
+class Listing:
+    """Uncached sources as a dry run sees them, in the cache's row order: styles from listing the
+    files, and only the images that ``load`` is asked for decoded, so no cache is written."""
+
+    def __init__(self, srcs: list[Path], size: int, styles: list[str] | None) -> None:
+        self.srcs, self.styles, self.meta = srcs, styles, {"size": size}
+        names = [it.style for it in self._items()]  # no decoding
+        if not names:
+            raise CanstyleError(f"no images in {', '.join(map(str, srcs))}")
+        self.classes = sorted(set(names))
+        cid = {c: i for i, c in enumerate(self.classes)}
+        self.labels = np.array([cid[n] for n in names], dtype=np.int64)
+        self._images: dict[int, np.ndarray] = {}
+        self.unreadable = 0
+
+    def load(self, rows: Iterable[int]) -> None:
+        want, size = set(rows) - set(self._images), int(self.meta["size"])
+        for i, item in enumerate(self._items()):
+            if not want:
+                break
+            if i in want:
+                want.discard(i)
+                try:
+                    self._images[i] = decode(item, size)
+                except Exception:  # noqa: BLE001  (the real run skips it; a grey stand-in times the same)
+                    self.unreadable += 1
+                    self._images[i] = np.full((size, size, 3), 128, dtype=np.uint8)
+
+    def image(self, i: int) -> np.ndarray:
+        return self._images[i]
+
+    def _items(self) -> Iterable[Item]:
+        """The usable rows, as the cache would hold them (rows without a style are skipped)."""
+        return (it for p in self.srcs for it in iter_items(p, self.styles) if not it.problem)

@@ -11,22 +11,20 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from canstyle import runs
 from canstyle.can import checkpoint as ck
 from canstyle.can import dist as dd
-from canstyle.can.data import Cache, class_weights, ensure_cache, is_cache
+from canstyle.can.data import Cache, Listing, class_weights, ensure_cache, is_cache
 from canstyle.can.dataset import Batches, Selection, parse_augment, select, step_generator
 from canstyle.can.losses import ADV_LOSSES, AMBIGUITY_FORMS
 from canstyle.can.models import PRESETS, UPSAMPLE, ModelConfig
-from canstyle.can.sources import Item, SourceArg, as_sources, decode, iter_items, parse_styles
+from canstyle.can.sources import SourceArg, as_sources, parse_styles
 from canstyle.can.trainer import METRICS, StopFlag, Trainer
 from canstyle.device import precision_name, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
@@ -135,47 +133,11 @@ class TrainResult:
     images_per_second: float = 0.0
 
 
-class _Listing:
-    """Uncached sources as a dry run sees them, in the cache's row order: styles from listing the
-    files, and only the images that ``load`` is asked for decoded, so no cache is written."""
-
-    def __init__(self, srcs: list[Path], size: int, styles: list[str] | None) -> None:
-        self.srcs, self.styles, self.meta = srcs, styles, {"size": size}
-        names = [it.style for it in self._items()]  # no decoding
-        if not names:
-            raise CanstyleError(f"no images in {', '.join(map(str, srcs))}")
-        self.classes = sorted(set(names))
-        cid = {c: i for i, c in enumerate(self.classes)}
-        self.labels = np.array([cid[n] for n in names], dtype=np.int64)
-        self._images: dict[int, np.ndarray] = {}
-        self.unreadable = 0
-
-    def load(self, rows: Iterable[int]) -> None:
-        want, size = set(rows) - set(self._images), int(self.meta["size"])
-        for i, item in enumerate(self._items()):
-            if not want:
-                break
-            if i in want:
-                want.discard(i)
-                try:
-                    self._images[i] = decode(item, size)
-                except Exception:  # noqa: BLE001  (the real run skips it; a grey stand-in times the same)
-                    self.unreadable += 1
-                    self._images[i] = np.full((size, size, 3), 128, dtype=np.uint8)
-
-    def image(self, i: int) -> np.ndarray:
-        return self._images[i]
-
-    def _items(self) -> Iterable[Item]:
-        """The usable rows, as the cache would hold them (rows without a style are skipped)."""
-        return (it for p in self.srcs for it in iter_items(p, self.styles) if not it.problem)
-
-
 @dataclass
 class _Setup:
     opts: TrainOptions
     seed: int
-    cache: Cache | _Listing
+    cache: Cache | Listing
     sel: Selection
     run: Path | None
     ckpt: Path | None
@@ -213,17 +175,29 @@ def _setup(data: SourceArg | None, out: Path, opts: TrainOptions, resume: str | 
     sel = select(cache, styles, opts.min_images)
     if saved and sel.classes != saved["classes"]:
         raise CanstyleError(f"the data's styles {sel.classes} differ from the run's {saved['classes']}")
+    if saved and isinstance(cache, Cache) and _other_pixels(Path(saved["cache"]), cache):
+        raise CanstyleError(f"--resume: {run} was trained on other paintings (its cache {saved['cache']}); "
+                            "give no DATA to continue on its own, or start a new run without --resume")
     if info.is_main and run is None and not dry_run:
         run = runs.new_run_dir(out, f"can-{opts.preset}")
     run = dd.broadcast_object(run, info)  # type: ignore[assignment]
     return _Setup(opts, seed, cache, sel, run, ckpt, resumed=bool(saved))
 
 
-def _listing(data: SourceArg, dest: Path, size: int, styles: list[str] | None) -> _Listing:
+def _other_pixels(saved: Path, cache: Cache) -> bool:
+    """Whether the run's own cache, if it still exists, holds other pixels than ``cache`` (the
+    path alone would differ for the same paintings cached under another CANSTYLE_HOME)."""
+    if not is_cache(saved):
+        return False  # gone: nothing to compare with, and the data given is all there is
+    old = Cache(saved).meta.get("pixels_sha1")
+    return old is not None and old != cache.meta.get("pixels_sha1")
+
+
+def _listing(data: SourceArg, dest: Path, size: int, styles: list[str] | None) -> Listing:
     """A dry run lists the paintings rather than build their cache: it promises to write nothing."""
     log.info("dry run: no %dpx cache yet (a real run first builds it once in %s); listing the "
              "paintings without decoding them", size, dest)
-    return _Listing(as_sources(data), size, styles)
+    return Listing(as_sources(data), size, styles)
 
 
 def _warn_if_enlarged(cached: int, opts: TrainOptions, main: bool) -> None:
@@ -306,7 +280,7 @@ def train(
 def _dry_run(s: _Setup, trainer: Trainer) -> TrainResult:
     """Check data, models and one timed step, writing nothing."""
     what = "images"
-    if isinstance(s.cache, _Listing):  # decode only what the two timed steps crop
+    if isinstance(s.cache, Listing):  # decode only what the two timed steps crop
         s.cache.load(int(s.sel.indices[p]) for step in (0, 1) for p in trainer.batches.positions(step))
         what = "image files (listed, not decoded)"
         if s.cache.unreadable:
