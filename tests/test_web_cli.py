@@ -39,12 +39,17 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
     from canstyle.cli import main
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:  # records instead of serving
+        c = server.config
+        calls.append({"app": c.app, "host": c.host, "port": c.port, "closing": server.closing})
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     assert main(["serve", "--output", str(tmp_path / "a"), "--features", "vgg16", "--threads", "1"]) == 0
     assert main(["serve", "--output", str(tmp_path / "b"), "--listen", "--port", "8000", "--threads", "1"]) == 0
     assert (calls[0]["host"], calls[0]["port"]) == ("127.0.0.1", 7860)
     assert (calls[1]["host"], calls[1]["port"]) == ("0.0.0.0", 8000)
+    assert calls[0]["closing"] is calls[0]["app"].state.closing  # a signal ends the app's streams
     assert TestClient(calls[0]["app"]).get("/api/models").status_code == 403  # Host: testserver
     # --listen keeps an allow-list: a name the machine does not have is refused.
     assert TestClient(calls[1]["app"]).get("/api/models").status_code == 403
@@ -72,7 +77,7 @@ def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch,
     import uvicorn
 
     calls: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(app))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: calls.append(server.config.app))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     (tmp_path / "file.png").write_bytes(png_bytes())
     cases = [(["--max-upload-mp", "nan"], "--max-upload-mp"), (["--max-upload-mb", "-1"], "--max-upload-mb"),

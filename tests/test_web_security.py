@@ -38,13 +38,13 @@ IMG_FETCH = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-F
 
 
 def serve_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str) -> Any:
-    """The app exactly as ``canstyle serve FLAGS`` builds it (uvicorn.run is intercepted)."""
+    """The app exactly as ``canstyle serve FLAGS`` builds it (uvicorn's Server.run is intercepted)."""
     import uvicorn
 
     from canstyle.cli import main
 
     apps: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: apps.append(server.config.app))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     assert main(["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags]) == 0
     return apps[0]
