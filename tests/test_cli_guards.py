@@ -98,3 +98,11 @@ def test_upscale_folders_take_every_readable_suffix(tmp_path: Path) -> None:
     _photo(folder / "b.webp")
     (folder / "notes.txt").write_text("x")
     assert sorted(p.name for p in list_images([folder])) == ["a.gif", "b.webp"]
+
+
+@pytest.mark.parametrize("command", ["demo", "create", "stylize", "upscale", "train-sr", "eval-sr", "prepare-data",
+                                     "train", "generate", "evaluate", "serve"])
+def test_every_computing_command_takes_threads(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    from tests.helpers import cli_help
+
+    assert "--threads " in cli_help(capsys, command)  # as the README promises

@@ -130,11 +130,7 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True, threads
     from canstyle.device import DEVICES, PRECISIONS
 
     if threads:
-        # On a CPU that other work keeps busy, fewer threads than cores can be faster: the threads
-        # of one operation wait for the slowest. Measured on 2 cores with one kept busy, a 64 px
-        # stylise took 15.2 s with 2 threads and 9.1 s with 1 (77 s against 6.4 s beside a pytest run).
-        parser.add_argument("--threads", dest="torch_threads", metavar="N", type=threads_type, default=None,
-                            help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores)")
+        add_threads_arg(parser)
 
     parser.add_argument("--device", default="auto", type=device_type, metavar="DEVICE",
                         help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
@@ -145,6 +141,15 @@ def add_runtime_args(parser: argparse.ArgumentParser, seed: bool = True, threads
     if seed:
         parser.add_argument("--seed", type=seed_type, default=None, help="random seed (default: random, recorded in the output)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or progress lines")
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """--threads: torch's CPU threads, for every command that computes (``main`` applies it)."""
+    # On a CPU that other work keeps busy, fewer threads than cores can be faster: the threads
+    # of one operation wait for the slowest. Measured on 2 cores with one kept busy, a 64 px
+    # stylise took 15.2 s with 2 threads and 9.1 s with 1 (77 s against 6.4 s beside a pytest run).
+    parser.add_argument("--threads", dest="torch_threads", metavar="N", type=threads_type, default=None,
+                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else all cores)")
 
 
 def add_features_arg(parser: argparse.ArgumentParser) -> None:
@@ -161,4 +166,4 @@ def fail(message: str) -> NoReturn:
 
 
 __all__ = ["CanstyleError", "OneLineParser", "Formatter", "add_dataclass_args", "dataclass_from_args", "device_type",
-           "add_runtime_args", "add_features_arg", "fail", "seed_type", "threads_type", "MAX_SEED"]
+           "add_runtime_args", "add_threads_arg", "add_features_arg", "fail", "seed_type", "threads_type", "MAX_SEED"]

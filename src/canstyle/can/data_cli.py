@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from canstyle.cliutil import add_threads_arg
+
 log = logging.getLogger("canstyle")
 
 
@@ -20,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--styles", default="", help="comma list of styles to keep ('paper' = its 25), default all")
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing cache")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_threads_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

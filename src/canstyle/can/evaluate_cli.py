@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from canstyle.cliutil import add_dataclass_args, dataclass_from_args, device_type
+from canstyle.cliutil import add_dataclass_args, add_threads_arg, dataclass_from_args, device_type
 
 log = logging.getLogger("canstyle")
 
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="autocast precision")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_threads_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

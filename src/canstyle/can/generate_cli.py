@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from canstyle.cliutil import device_type
+from canstyle.cliutil import add_threads_arg, device_type
 from canstyle.errors import CanstyleError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", type=device_type, metavar="DEVICE",
                    help=f"where to compute: {', '.join(DEVICES)} or cuda:N")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_threads_arg(p)
 
 
 MAX_GRID = 1024  # a contact sheet of more is unreadable, and it is held in memory

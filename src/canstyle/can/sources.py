@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from canstyle.errors import CanstyleError
+from canstyle.errors import CanstyleError, first_line
 from canstyle.imageio import IMAGE_SUFFIXES
 from canstyle.imageops import resize_to
 
@@ -156,7 +156,7 @@ def _open_shard(shard: Path) -> Any:
     try:
         pf = pq.ParquetFile(shard)
     except (pa.ArrowException, OSError) as e:
-        raise CanstyleError(f"{shard} cannot be read as parquet: {_first_line(e)}") from None
+        raise CanstyleError(f"{shard} cannot be read as parquet: {first_line(e)}") from None
     have = list(pf.schema_arrow.names)
     lacking = [c for c in COLUMNS if c not in have]
     if lacking:
@@ -164,10 +164,6 @@ def _open_shard(shard: Path) -> Any:
         raise CanstyleError(f"{shard} lacks column{'s' * (len(lacking) > 1)} {', '.join(lacking)} "
                             f"(it has: {shown})")
     return pf
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
@@ -192,7 +188,7 @@ def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
                     data = img.get("bytes") if isinstance(img, dict) else None
                     yield Item(style=label, name=name, data=data)
         except (pa.ArrowException, OSError) as e:  # a damaged page in a shard whose footer was fine
-            raise CanstyleError(f"{shard} is damaged after row {row}: {_first_line(e)}") from None
+            raise CanstyleError(f"{shard} is damaged after row {row}: {first_line(e)}") from None
 
 
 def as_sources(src: SourceArg) -> list[Path]:
