@@ -24,10 +24,14 @@ def _photo(path: Path, size: tuple[int, int] = (48, 40), mode: str = "RGB") -> P
     return path
 
 
-def test_overwrite_never_replaces_an_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_overwrite_never_replaces_an_input(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     photo = _photo(tmp_path / "me.png")
     before = photo.read_bytes()
-    for out in (photo, tmp_path / "." / "me.png"):
+    (tmp_path / "link.png").symlink_to(photo)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for out in (photo, Path("../me.png"), tmp_path / "link.png"):  # the same file, spelt three ways
         assert_fails_cleanly(capsys, ["stylize", str(photo), STYLE, "-o", str(out), "--overwrite"],
                              "is one of the input images")
     style_copy = tmp_path / "style.jpg"
@@ -87,6 +91,25 @@ def test_transparency_goes_on_white_in_a_jpeg(tmp_path: Path, caplog: pytest.Log
     with caplog.at_level(logging.WARNING, logger="canstyle"):
         save_image(Image.fromarray(np.full((8, 8, 4), 255, np.uint8), "RGBA"), tmp_path / "opaque.jpg")
     assert "transparent" not in caplog.text  # an opaque alpha loses nothing
+
+
+@pytest.mark.parametrize("mode", ["LA", "PA", "RGBa", "P", "L"])
+def test_every_transparent_mode_goes_on_white(tmp_path: Path, mode: str) -> None:
+    from canstyle.imageio import save_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, 4:, 3] = 255  # opaque black on the right, transparent on the left
+    im = Image.fromarray(rgba, "RGBA")
+    if mode in ("P", "L"):  # transparency by a tRNS colour instead of an alpha band
+        im = im.convert("RGB").convert(mode)
+        im.info["transparency"] = im.getpixel((7, 0))
+        white_side = slice(4, None)  # the transparent colour is the right half's black
+    else:
+        im = im.convert(mode)
+        white_side = slice(0, 3)
+    save_image(im, tmp_path / "o.jpg")
+    out = np.asarray(Image.open(tmp_path / "o.jpg").convert("L"))
+    assert out[:, white_side].min() > 240, out
 
 
 def test_upscale_folders_take_every_readable_suffix(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from canstyle.can.train import TrainOptions, train
 from canstyle.errors import CanstyleError
 from canstyle.sr.train import TrainOptions as SrOptions
 from canstyle.sr.train import train as train_sr
-from tests.helpers import assert_fails_cleanly, make_folders
+from tests.helpers import assert_fails_cleanly, make_folders, make_parquet
 
 pytestmark = pytest.mark.usefixtures("module_home")  # a private CANSTYLE_HOME
 
@@ -39,6 +41,24 @@ def test_dry_run_writes_no_cache(src: Path, module_home: Path, tmp_path: Path,
     assert res.run_dir is None and res.images_per_second > 0
     assert not (module_home / "can-data").exists() and not (tmp_path / "runs").exists()
     assert "13 image files (listed, not decoded) in 3 styles" in caplog.text
+
+
+def test_dry_run_on_parquet_reads_only_the_labels(module_home: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from canstyle.can import sources
+
+    shards = make_parquet(tmp_path / "pq", per_style=3)
+    read: list[bool] = []
+    real = sources._parquet_items
+    def spy(src: Path, wanted: set[str] | None, images: bool = True) -> Any:
+        read.append(images)
+        yield from real(src, wanted, images)
+
+    monkeypatch.setattr(sources, "_parquet_items", spy)
+    res = train(str(shards), str(tmp_path / "runs"), TrainOptions(steps=5, **TINY), precision="fp32",
+                seed=0, dry_run=True)
+    assert res.images_per_second > 0 and not (module_home / "can-data").exists()
+    assert read[0] is False  # the listing read the style column only; the timed steps decode a few
 
 
 def test_resume_past_steps_says_so_and_trains_nothing(src: Path, tmp_path: Path,
@@ -73,6 +93,16 @@ def test_resume_from_a_file_outside_a_run_names_the_file(tmp_path: Path, capsys:
                          f"--resume: {garbage} is not a checkpoint in a run folder")
 
 
+def test_resume_takes_a_bare_checkpoint_name_inside_checkpoints(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpts = tmp_path / "runs" / "00000-can-64" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "step00000010.pt").write_bytes(b"x")
+    monkeypatch.chdir(ckpts)
+    r = runs.resolve_resume("step00000010.pt", tmp_path / "runs", "can")
+    assert r.run == ckpts.parent and r.checkpoint == ckpts / "step00000010.pt"
+
+
 def test_a_foreign_file_is_refused_without_torchs_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     jpg = tmp_path / "some.jpg"
     Image.new("RGB", (8, 8)).save(jpg)
@@ -105,8 +135,9 @@ def test_sr_resume_on_other_images_is_refused(sr_images: tuple[list[Path], list[
     with pytest.raises(CanstyleError, match=r"was trained on other images \(the 2 in its config.json, not these 2\)"):
         train_sr(others, out, SrOptions(steps=4, **SR), resume="latest", device="cpu", precision="fp32")
     assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
-    train_sr(ours[::-1], out, SrOptions(steps=3, **SR), resume="latest", device="cpu", precision="fp32")
-    assert json.loads((run / "config.json").read_text())["images"] == [str(p) for p in ours]
+    relative = [Path(os.path.relpath(p)) for p in ours[::-1]]  # the same files, named another way
+    train_sr(relative, out, SrOptions(steps=3, **SR), resume="latest", device="cpu", precision="fp32")
+    assert json.loads((run / "config.json").read_text())["images"] == [str(p.resolve()) for p in ours]
     with caplog.at_level(logging.WARNING):  # and a run past --steps says so, as a CAN run does
         train_sr(ours, out, SrOptions(steps=1, **SR), resume="latest", device="cpu", precision="fp32")
     assert "is already at step 3 (--steps 1): nothing to train" in caplog.text

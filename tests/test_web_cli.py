@@ -40,7 +40,7 @@ def test_serve_cli_binds_loopback_unless_listen(monkeypatch: pytest.MonkeyPatch,
 
     calls: list[dict[str, Any]] = []
     def run(server: uvicorn.Server, sockets: Any = None) -> None:  # records instead of serving
-        c = server.config
+        c, server.started = server.config, True
         calls.append({"app": c.app, "host": c.host, "port": c.port, "closing": server.closing})
 
     monkeypatch.setattr(uvicorn.Server, "run", run)
@@ -77,7 +77,11 @@ def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch,
     import uvicorn
 
     calls: list[Any] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: calls.append(server.config.app))
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        server.started = True
+        calls.append(server.config.app)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     (tmp_path / "file.png").write_bytes(png_bytes())
     cases = [(["--max-upload-mp", "nan"], "--max-upload-mp"), (["--max-upload-mb", "-1"], "--max-upload-mb"),
@@ -89,3 +93,20 @@ def test_serve_checks_its_flags_before_starting(monkeypatch: pytest.MonkeyPatch,
     for flags, message in cases:
         assert_fails_cleanly(capsys, ["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags], message)
     assert not calls and not (tmp_path / "studio").exists()  # no server started, no folder made
+
+
+def test_ctrl_c_stops_serve_cleanly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """uvicorn raises Ctrl-C again after its clean shutdown: serve exits 0 and frees its folder."""
+    import uvicorn
+
+    from canstyle.cli import main
+    from canstyle.web.cli import lock_output
+
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        server.started = True
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    assert main(["serve", "--output", str(tmp_path / "s"), "--threads", "1"]) == 0
+    lock_output(tmp_path / "s").close()  # the folder's lock was released

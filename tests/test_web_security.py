@@ -44,7 +44,11 @@ def serve_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *flags: str) -> A
     from canstyle.cli import main
 
     apps: list[Any] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets=None: apps.append(server.config.app))
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:  # records instead of serving
+        server.started = True
+        apps.append(server.config.app)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     assert main(["serve", "--output", str(tmp_path / "studio"), "--threads", "1", *flags]) == 0
     return apps[0]

@@ -228,12 +228,17 @@ def save_image(
 def _flatten(im: Image.Image, out: Path) -> Image.Image:
     """RGB for a JPEG. Transparent parts go on white: dropping the alpha would show whatever
     colour the transparent pixels happened to hold (often black)."""
-    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
+    bands = im.getbands()
+    if "A" in bands or "a" in bands or "transparency" in im.info:  # RGBA, LA, PA, RGBa, tRNS
+        try:
+            rgba = im.convert("RGBA")
+        except ValueError:  # e.g. premultiplied "La", which Pillow cannot convert
+            raise CanstyleError(f"cannot write a {im.mode} image as JPEG: save it as .png") from None
         if rgba.getchannel("A").getextrema()[0] < 255:
             log.warning("%s: JPEG has no transparency; transparent parts are white (save as .png to keep them)", out)
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        flat = Image.alpha_composite(white, rgba)
+        return flat.convert("L" if bands[0] == "L" else "RGB")  # grey in, grey out
     return im.convert("RGB") if im.mode != "RGB" else im
 
 

@@ -227,6 +227,7 @@ def resolve_resume(resume: str, out: str | os.PathLike[str], kind: str) -> Resum
     else:
         p = Path(resume)
         if p.is_file():
+            p = p.absolute()  # "step00000010.pt" given from inside checkpoints/ has a parent too
             if p.parent.name != CHECKPOINTS:  # its run would be "two levels up", which is not one
                 raise CanstyleError(f"--resume: {p} is not a checkpoint in a run folder "
                                     f"(RUN/{CHECKPOINTS}/stepNNNNNNNN.pt)")

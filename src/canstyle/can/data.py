@@ -45,6 +45,9 @@ from canstyle.progress import Progress, ProgressCallback
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: several sources; index rows are (offset, h, w, class, source)
+# What prepare keeps, in the automatic caches' key (a cache of the old rules still loads when
+# given by path): 2 drops duplicates, images under 32 px and rows without a style.
+CACHE_RULES = 2
 MAX_CACHE_SIDE = 2048  # 8x the largest preset; more only fills the disk (and is usually a typo)
 
 
@@ -292,7 +295,7 @@ def default_cache_dir(src: SourceArg, size: int,
 
     srcs = as_sources(src)
     content = "+".join(_source_key(p) for p in srcs)
-    key = hashlib.sha1(f"{content}|{size}|{styles}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{content}|{size}|{styles}|{CACHE_VERSION}|{CACHE_RULES}".encode()).hexdigest()[:16]
     name = "+".join(p.resolve().name for p in srcs)[:80]
     return home() / "can-data" / f"{name}-{size}-{key}"
 
@@ -327,11 +330,13 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 class Listing:
     """Uncached sources as a dry run sees them, in the cache's row order: styles from listing the
-    files, and only the images that ``load`` is asked for decoded, so no cache is written."""
+    files (a parquet shard's labels only), so no cache is written. ``load`` decodes as many images
+    as a timed step needs, the first ones, and lends them to the rows asked for: any paintings of
+    the cache's size time the same, and the first ones are found without reading the rest."""
 
     def __init__(self, srcs: list[Path], size: int, styles: list[str] | None) -> None:
         self.srcs, self.styles, self.meta = srcs, styles, {"size": size}
-        names = [it.style for it in self._items()]  # no decoding
+        names = [it.style for it in self._items(images=False)]  # no decoding
         if not names:
             raise CanstyleError(f"no images in {', '.join(map(str, srcs))}")
         self.classes = sorted(set(names))
@@ -341,21 +346,17 @@ class Listing:
         self.unreadable = 0
 
     def load(self, rows: Iterable[int]) -> None:
-        want, size = set(rows) - set(self._images), int(self.meta["size"])
-        for i, item in enumerate(self._items()):
-            if not want:
-                break
-            if i in want:
-                want.discard(i)
-                try:
-                    self._images[i] = decode(item, size)
-                except Exception:  # noqa: BLE001  (the real run skips it; a grey stand-in times the same)
-                    self.unreadable += 1
-                    self._images[i] = np.full((size, size, 3), 128, dtype=np.uint8)
+        want, size = sorted(set(rows) - set(self._images)), int(self.meta["size"])
+        for row, item in zip(want, self._items(), strict=False):
+            try:
+                self._images[row] = decode(item, size)
+            except Exception:  # noqa: BLE001  (the real run skips it; a grey stand-in times the same)
+                self.unreadable += 1
+                self._images[row] = np.full((size, size, 3), 128, dtype=np.uint8)
 
     def image(self, i: int) -> np.ndarray:
         return self._images[i]
 
-    def _items(self) -> Iterable[Item]:
+    def _items(self, images: bool = True) -> Iterable[Item]:
         """The usable rows, as the cache would hold them (rows without a style are skipped)."""
-        return (it for p in self.srcs for it in iter_items(p, self.styles) if not it.problem)
+        return (it for p in self.srcs for it in iter_items(p, self.styles, images) if not it.problem)

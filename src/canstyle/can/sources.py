@@ -166,16 +166,18 @@ def _open_shard(shard: Path) -> Any:
     return pf
 
 
-def _parquet_items(src: Path, wanted: set[str] | None) -> Iterator[Item]:
+def _parquet_items(src: Path, wanted: set[str] | None, images: bool = True) -> Iterator[Item]:
+    """The rows of every shard; without ``images`` only the style column is read (Item.data None)."""
     pa, _ = _pyarrow()
     for shard in _shards(src):
         pf = _open_shard(shard)
         names = _parquet_style_names(pf)
         row = 0
         try:
-            for batch in pf.iter_batches(columns=list(COLUMNS), batch_size=64):
-                for img, style in zip(batch.column("image").to_pylist(), batch.column("style").to_pylist(),
-                                      strict=True):
+            for batch in pf.iter_batches(columns=list(COLUMNS) if images else ["style"], batch_size=64):
+                styles = batch.column("style").to_pylist()
+                imgs = batch.column("image").to_pylist() if images else [None] * len(styles)
+                for img, style in zip(imgs, styles, strict=True):
                     name = f"{shard.name}:{row}"
                     row += 1
                     label = "" if style is None else (
@@ -205,13 +207,14 @@ def as_sources(src: SourceArg) -> list[Path]:
     return out
 
 
-def iter_items(src: Path, styles: list[str] | None = None) -> Iterator[Item]:
+def iter_items(src: Path, styles: list[str] | None = None, images: bool = True) -> Iterator[Item]:
     """Every painting of ``src`` in ``styles`` (all by default), and every unusable row
-    (``Item.problem`` set) unless it names an unwanted style."""
+    (``Item.problem`` set) unless it names an unwanted style. ``images=False`` lists the labels
+    without reading a parquet shard's image bytes (folders and CSVs are never read here)."""
     layout = detect_layout(src)
     wanted = set(styles) if styles else None
     if layout == "parquet":
-        yield from _parquet_items(src, wanted)
+        yield from _parquet_items(src, wanted, images)
         return
     csv_path = src / "labels.csv" if src.is_dir() and layout == "csv" else src
     items = _csv_items(csv_path) if layout == "csv" else _folder_items(src)

@@ -79,7 +79,8 @@ class StylizeOptions:
     start_tv_weight: float = _opt(10.0, "total-variation weight at the coarsest scale only, which "
                                         "starts from noise (later scales use --tv-weight)")
     style_weights: list[float] | None = _opt(None, "blend weights for several styles, e.g. 1,2 (default: equal)")
-    style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size")
+    style_scale: float = _opt(1.0, "size at which styles are analysed, relative to --size (at most "
+                                   f"{MAX_STYLE_SCALE:g}, and --size x this at most {MAX_SIDE} px)")
     preserve_color: str = _opt(
         "none", "keep the photo's colours", choices=("none", "luminance", "histogram")
     )

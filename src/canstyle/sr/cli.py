@@ -42,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_runtime_args(p, seed=False)
 
 
-
-
 def output_paths(inputs: list[Path], output: Path, scale: int, overwrite: bool) -> list[Path]:
     """Where each input goes; checked before any computation."""
     from canstyle.fsutil import check_writable

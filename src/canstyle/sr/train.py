@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from canstyle import runs
 from canstyle.device import autocast, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
-from canstyle.fsutil import atomic_write
+from canstyle.fsutil import atomic_write, content_fingerprint
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.sr.data import load_training_images, make_pairs, random_crops
 from canstyle.sr.models import ARCHS, build
@@ -201,7 +201,7 @@ def train(paths: list[Path], out: Path, opts: TrainOptions, resume: str | None =
         # The trainer loads --init and resolves the device: if either fails, the folder goes again.
         with runs.new_run(out, f"sr-{tag}") as run:
             trainer = Trainer(opts, run, device, precision, seed)
-        trainer.save_config([str(p) for p in paths])
+        trainer.save_config([str(p.resolve()) for p in paths])  # resumable from any folder
     return trainer.fit(images, callback, on_checkpoint)
 
 
@@ -214,11 +214,22 @@ def _run_images(run: Path, paths: list[Path]) -> list[Path]:
         return paths  # no readable image list to hold them to
     if not isinstance(saved, list) or not all(isinstance(p, str) for p in saved):
         return paths
-    if sorted(str(Path(p).resolve()) for p in saved) != sorted(str(p.resolve()) for p in paths):
-        raise CanstyleError(f"--resume: {run} was trained on other images (the {len(saved)} in its "
-                            f"{runs.CONFIG}, not these {len(paths)}); give none to continue on its own, "
-                            "or start a new run without --resume")
-    return [Path(p) for p in saved]
+    old = [Path(p) for p in saved]
+    refuse = CanstyleError(f"--resume: {run} was trained on other images (the {len(saved)} in its "
+                           f"{runs.CONFIG}, not these {len(paths)}); give none to continue on its own, "
+                           "or start a new run without --resume")
+    if not all(p.is_file() for p in old):  # moved since: only the number can be checked
+        if len(old) != len(paths):
+            raise refuse
+        log.warning("--resume: the run's images are no longer where its %s says; continuing on the "
+                    "%d given", runs.CONFIG, len(paths))
+        return paths
+    # Compared by content, not path: the same files named from another folder are the same images.
+    given = {content_fingerprint(p): p for p in paths}
+    ordered = [given.get(content_fingerprint(p)) for p in old]
+    if len(given) != len(paths) or None in ordered or len(ordered) != len(paths):
+        raise refuse
+    return [p for p in ordered if p is not None]  # the run's own order
 
 
 def _load_images(paths: list[Path], opts: TrainOptions, arch_name: str) -> list[torch.Tensor]:

@@ -25,7 +25,12 @@ from fastapi.staticfiles import StaticFiles
 
 from canstyle import __version__
 from canstyle.web.jobs import JobManager
-from canstyle.web.routes_jobs import job_archive_routes, job_file_routes, job_routes
+from canstyle.web.routes_jobs import (
+    job_archive_routes,
+    job_event_routes,
+    job_file_routes,
+    job_routes,
+)
 from canstyle.web.routes_sources import model_routes, source_routes
 from canstyle.web.schemas import JobRequest
 from canstyle.web.security import LOOPBACK_HOSTS, SecurityMiddleware
@@ -52,6 +57,7 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        app.state.closing.clear()  # a second lifespan of the same app (tests) streams again
         manager.start()
         yield
         app.state.closing.set()
@@ -75,6 +81,7 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
     source_routes(app, studio, manager)
     model_routes(app, studio)
     job_routes(app, studio, manager)
+    job_event_routes(app, manager)
     job_file_routes(app, manager)
     job_archive_routes(app, manager)
 

@@ -162,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"canstyle studio: http://{shown}:{args.port}/  (results in {args.output}/; Ctrl-C to stop)", flush=True)
     config = uvicorn.Config(app, host=host, port=args.port, log_level="warning" if args.quiet else "info",
                             timeout_graceful_shutdown=5)
-    _server_class()(config, app.state.closing).run()
-    lock.close()
-    return 0
+    server = _server_class()(config, app.state.closing)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown; it was asked for
+        pass
+    finally:
+        lock.close()
+    return 0 if server.started else 3  # 3: could not start (uvicorn.run's code; it logged why)

@@ -110,16 +110,22 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
         shutil.rmtree(manager.job_dir(job_id), ignore_errors=True)
         return Response(status_code=204)
 
+
+def job_event_routes(app: FastAPI, manager: JobManager) -> None:
+    """Server-sent events: one job's, or every job's (they end when ``app.state.closing`` is set)."""
+
     @app.get("/api/jobs/{job_id}/events", summary="Server-sent events: the job's state on every change",
              response_class=StreamingResponse, responses=ERR)
     async def events(job_id: str) -> StreamingResponse:
         _job_or_404(manager, job_id)
-        return StreamingResponse(_job_stream(manager, job_id, app.state.closing), media_type="text/event-stream", headers=SSE_HEADERS)
+        stream = _job_stream(manager, job_id, app.state.closing)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
     @app.get("/api/events", summary="Server-sent events for every job: one stream serves a whole browser",
              response_class=StreamingResponse)
     async def all_events() -> StreamingResponse:
-        return StreamingResponse(_all_stream(manager, app.state.closing), media_type="text/event-stream", headers=SSE_HEADERS)
+        stream = _all_stream(manager, app.state.closing)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def job_file_routes(app: FastAPI, manager: JobManager) -> None:

@@ -50,7 +50,9 @@ export function setOnline(ok) {
   }, 3000);
 }
 
-export async function api(path, options = {}) {
+// The JSON body of a request; errors carry the HTTP status (err.status), and a failure to reach
+// the server shows the offline banner. ``withTotal``: { body, total } from X-Total-Count.
+export async function api(path, options = {}, withTotal = false) {
   let res;
   try {
     res = await fetch(path, options);
@@ -62,8 +64,8 @@ export async function api(path, options = {}) {
   if (res.status === 204) return null;
   let body = null;
   try { body = await res.json(); } catch (_) { /* not JSON */ }
-  if (!res.ok) throw new Error(errorText(body, res));
-  return body;
+  if (!res.ok) throw Object.assign(new Error(errorText(body, res)), { status: res.status });
+  return withTotal ? { body, total: Number(res.headers.get("X-Total-Count") ?? NaN) } : body;
 }
 
 export const postJSON = (path, data) => api(path, {

@@ -204,11 +204,11 @@ async function rerun(job) {
       .catch((err) => showError("#painting-error", err));
   }
   await Promise.all([loadPhotos(false), loadStyleUploads()]);
-  const lost = r.photos.length - pick.photos.size;
+  const lost = new Set(r.photos).size - pick.photos.size;
   const styleLost = r.style.upload && !pick.style;
   save();
   $("#selection-summary").textContent += ` Settings of job ${job.id} loaded: press Start.`;
-  const gone = [lost && `${lost} of its ${r.photos.length} photo(s)`, styleLost && "its uploaded painting"].filter(Boolean);
+  const gone = [lost && `${lost} of its ${new Set(r.photos).size} photo(s)`, styleLost && "its uploaded painting"].filter(Boolean);
   showError("#start-error", gone.length ? `Deleted since that job: ${gone.join(" and ")}. Pick again before you start.` : "");
   $("#options").scrollIntoView({ behavior: "smooth", block: "start" });
   $("#start-btn").focus({ preventScroll: true });
@@ -226,8 +226,10 @@ function onUpdate(job) {
   if (last !== key) refresh();
 }
 
+// Back from hidden or offline: events may have been missed, a delete among them.
 async function resync() {
-  if (state.job) api(`/api/jobs/${state.job}`).then(renderJob).catch(() => {});
+  const id = state.job;
+  if (id) api(`/api/jobs/${id}`).then(renderJob).catch((err) => { if (err.status === 404) forget(id); });
   refresh();
 }
 

@@ -143,10 +143,7 @@ function planText(job) {
 }
 
 export async function loadGallery() {
-  const res = await fetch(`/api/gallery?offset=0&limit=${state.galleryShown}`);
-  if (!res.ok) return;
-  const items = await res.json();
-  const total = Number(res.headers.get("X-Total-Count") || items.length);
+  const { body: items, total } = await api(`/api/gallery?offset=0&limit=${state.galleryShown}`, {}, true);
   $("#gallery-list").replaceChildren(...items.flatMap((job) => job.results.map((r) =>
     el("figure", { class: "card" },
       el("button", { type: "button", class: "plain", onclick: () => openViewer(job, r),
@@ -190,10 +187,8 @@ function jobActions(j) {
 const HISTORY = 50;
 
 export async function loadHistory() {
-  const [res, counts] = await Promise.all([fetch(`/api/jobs?limit=${HISTORY}`), api("/api/queue")]);
-  if (!res.ok) return;
-  const jobs = await res.json();
-  const total = Number(res.headers.get("X-Total-Count") || jobs.length);
+  const [{ body: jobs, total }, counts] = await Promise.all([api(`/api/jobs?limit=${HISTORY}`, {}, true),
+                                                            api("/api/queue")]);
   $("#queue-status").textContent = `${counts.running || 0} running · ${counts.queued || 0} queued`;
   $("#history-more").textContent = total > jobs.length ? `The newest ${jobs.length} of ${total} jobs.` : "";
   $("#job-table").replaceChildren(...jobs.map((j) => el("tr", { "data-id": j.id },
