@@ -170,10 +170,18 @@ class JobManager:
             job = self.get(job_id)
             return job.version, self._public(job)
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list(self, status: str | None = None, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Public states, newest first; only the page asked for is built."""
+        return self.page(status, offset, limit)[0]
+
+    def page(self, status: str | None = None, offset: int = 0,
+             limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+        """(public states of jobs ``offset`` .. ``offset + limit``, newest first; how many match)."""
         with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: j.seq, reverse=True)
-            return [self._public(j) for j in jobs if status is None or j.status == status]
+            jobs = sorted((j for j in self._jobs.values() if status is None or j.status == status),
+                          key=lambda j: j.seq, reverse=True)
+            end = None if limit is None else offset + limit
+            return [self._public(j) for j in jobs[offset:end]], len(jobs)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued job now, or ask the running one to stop at its next step."""

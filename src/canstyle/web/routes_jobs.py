@@ -76,10 +76,9 @@ def job_routes(app: FastAPI, studio: Studio, manager: JobManager) -> None:
     @app.get("/api/jobs", summary="Jobs, newest first (X-Total-Count: how many match)")
     async def jobs(response: Response, status: Literal["queued", "running", "done", "failed", "cancelled"] | None = None,
                    offset: int = Query(0, ge=0), limit: int | None = Query(None, ge=1)) -> list[dict]:
-        found = manager.list(status)
-        response.headers["X-Total-Count"] = str(len(found))
-        end = None if limit is None else offset + limit
-        return [job_out(j) for j in found[offset:end]]
+        found, total = manager.page(status, offset, limit)
+        response.headers["X-Total-Count"] = str(total)
+        return [job_out(j) for j in found]
 
     @app.get("/api/queue", summary="How many jobs there are of each status")
     async def queue() -> dict[str, int]:
