@@ -129,3 +129,16 @@ def test_every_computing_command_takes_threads(capsys: pytest.CaptureFixture[str
     from tests.helpers import cli_help
 
     assert "--threads " in cli_help(capsys, command)  # as the README promises
+
+
+def test_a_small_painting_gets_a_tip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    photo, small = _photo(tmp_path / "p.png", (64, 48)), _photo(tmp_path / "s.png", (30, 20))
+    argv = ["stylize", str(photo), str(small), "-o", str(tmp_path / "o.png"), "--size", "64", "--iterations", "1",
+            "--coarse-iterations", "0", "-q"]
+    with caplog.at_level(logging.INFO, logger="canstyle"):
+        assert main(argv) == 0
+    assert "s.png is 30 px: analysed at 64 px it is enlarged 2.1x" in caplog.text and "--style-scale 0.47" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="canstyle"):
+        assert main([*argv, "--overwrite", "--style-scale", "0.5"]) == 0
+    assert "enlarged" not in caplog.text

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     content = load_image(args.content)
     styles = [load_image(s).rgb for s in args.styles]
     opts.weights_for(len(styles))  # these two fail before the network loads, not after
+    _note_small_styles(args.styles, styles, opts)
     if opts.init not in ("noise", "content"):
         load_image(opts.init)
     for snap in _snapshot_paths(args.output, tuple(content.rgb.shape[-2:]), opts, args.save_every):
@@ -80,6 +81,18 @@ def run(args: argparse.Namespace) -> int:
     path = save_image(out, args.output, params, alpha=alpha_for(content, out), overwrite=args.overwrite)
     log.info("wrote %s (%dx%d) in %.1f s", path, out.shape[-1], out.shape[-2], params["seconds"])
     return 0
+
+
+def _note_small_styles(paths: list[Path], styles: list, opts: StylizeOptions) -> None:  # type: ignore[type-arg]
+    """A tip when a painting is enlarged more than 2x to be analysed at --size x --style-scale:
+    its strokes then come out large and soft (a 224 px painting at --size 1024 gave blotches)."""
+    analysed = opts.size * opts.style_scale
+    for path, s in zip(paths, styles, strict=True):
+        long = max(s.shape[-2:])
+        if analysed > 2 * long:
+            log.info("%s is %d px: analysed at %d px it is enlarged %.1fx, so its strokes come out large and "
+                     "soft; --style-scale %.2g analyses it at its own size, or use a larger image",
+                     path.name, long, round(analysed), analysed / long, long / opts.size)
 
 
 def _snapshot_path(output: Path, step: int) -> Path:
