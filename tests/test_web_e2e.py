@@ -274,3 +274,25 @@ def test_run_again_says_when_its_photo_was_deleted(server: str) -> None:
             assert "0 photo(s)" in page.inner_text("#selection-summary")
         finally:
             browser.close()
+
+
+def test_a_small_uploaded_painting_gets_a_size_hint(server: str, tmp_path: Path) -> None:
+    """As `stylize` does: a painting enlarged over 2x to be analysed is named before Start."""
+    small = tmp_path / "small.png"
+    Image.new("RGB", (120, 90), (200, 120, 40)).save(small)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server + "/")
+            page.wait_for_selector("body[data-ready='1']")
+            page.set_input_files("#style-input", str(small))
+            page.wait_for_selector("#style-list .thumb.selected")
+            page.fill("#opt-size", "512")
+            poll(page, "() => document.querySelector('#style-hint').textContent.includes('enlarged 4.3×')")
+            assert page.is_visible("#style-hint")
+            page.fill("#opt-size", "192")
+            poll(page, "() => document.querySelector('#style-hint').textContent === ''")
+            assert page.is_hidden("#style-hint")
+        finally:
+            browser.close()

@@ -8,6 +8,7 @@ const STORE = "canstyle-studio";
 const OPTIONS = ["#opt-size", "#opt-strength", "#opt-color", "#opt-balance", "#opt-quality", "#opt-iterations", "#opt-coarse",
                  "#opt-seed", "#seed-start", "#seed-count", "#model-select"];
 const pick = { photos: new Set(), style: null, grid: null };
+const styleSizes = new Map();  // uploaded painting id -> its long side, for the size hint
 
 // -- remembered choices -----------------------------------------------------------
 function save() {
@@ -146,6 +147,7 @@ function generatePaintings(fresh = false) {
 async function loadStyleUploads() {
   const items = await api("/api/photos?kind=style");
   if (pick.style?.upload && !items.some((s) => s.id === pick.style.upload)) pick.style = null;  // deleted
+  for (const s of items) styleSizes.set(s.id, Math.max(s.width, s.height));
   $("#style-list").replaceChildren(...items.map((s) => thumbButton(s, !!pick.style && pick.style.upload === s.id,
     "Uploaded painting", () => selectStyle({ upload: s.id }), () => deleteSource(s, sourceLabel(s, "uploaded painting"), "#painting-error", loadStyleUploads))));
   markStyle();
@@ -156,6 +158,12 @@ function summarize() {
   const style = !pick.style ? "no painting picked yet"
     : pick.style.upload ? "your uploaded painting" : `${pick.style.model} painting #${pick.style.seed}`;
   $("#selection-summary").textContent = `${pick.photos.size} photo(s), ${style}.`;
+  // As `canstyle stylize` says: a painting enlarged over 2x to be analysed paints soft blotches.
+  const long = pick.style?.upload && styleSizes.get(pick.style.upload);
+  const size = parseInt($("#opt-size").value, 10);
+  $("#style-hint").textContent = long && size > 2 * long
+    ? `Your painting is ${long} px: at ${size} px its strokes are enlarged ${(size / long).toFixed(1)}× and come out soft. ` +
+      "A larger image of it, or a smaller output size, keeps them crisp." : "";
 }
 
 function optionalInt(id) {
@@ -271,6 +279,7 @@ async function init() {
   $("#viewer-close").addEventListener("click", () => $("#viewer").close());
   $("#opt-strength").addEventListener("input", (e) => { $("#opt-strength-value").textContent = e.target.value; });
   for (const id of OPTIONS) $(id).addEventListener("change", () => { showError("#start-error"); save(); });
+  $("#opt-size").addEventListener("input", summarize);
   for (const id of ["#seed-start", "#seed-count", "#model-select"]) $(id).addEventListener("input", () => showError("#painting-error"));
   state.rerun = rerun;
   await Promise.all([loadModels(), applyDefaults()]);
