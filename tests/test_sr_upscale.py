@@ -79,8 +79,12 @@ def test_bad_arguments_are_user_errors() -> None:
     for scale in (1, 3, 6):
         with pytest.raises(CanstyleError, match="power of two"):
             up(torch.rand(1, 3, 4, 4), scale)
-    with pytest.raises(CanstyleError, match="Nx3xHxW"):
+    with pytest.raises(CanstyleError, match="2 channels; expected 1 or 3 or 4"):
         up(torch.rand(1, 2, 4, 4))
+    with pytest.raises(CanstyleError, match="NaN"):
+        up(torch.full((1, 3, 4, 4), float("nan")))
+    with pytest.raises(CanstyleError, match="uint8"):
+        up(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
     with pytest.raises(CanstyleError, match="unknown SR model"):
         Upscaler("no-such-model")
     with pytest.raises(CanstyleError, match="tile"):

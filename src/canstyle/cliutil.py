@@ -59,7 +59,7 @@ def seed_type(text: str) -> int:
     """argparse type of a seed flag: an integer in 0..MAX_SEED, so torch never overflows."""
     v = _int(text)
     if not 0 <= v <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED} (2**32 - 1), got {text!r}")
     return v
 
 

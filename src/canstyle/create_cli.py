@@ -84,7 +84,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CanstyleError("--n-arts must be at least 1")
     # seed_type bounds each seed; the last of the --n-arts art seeds S, S+1, ... must fit too.
     if args.art_seed is not None and args.art_seed + args.n_arts - 1 > MAX_SEED:
-        raise CanstyleError(f"--art-seed must be at most 2**63 - {args.n_arts} with --n-arts {args.n_arts}")
+        raise CanstyleError(f"--art-seed must be at most {MAX_SEED - args.n_arts + 1} with --n-arts {args.n_arts}")
     if args.style_size is not None and not MIN_SIDE <= args.style_size <= MAX_SIDE:
         raise CanstyleError(f"--style-size must be between {MIN_SIDE} and {MAX_SIDE}, got {args.style_size}")
     from canstyle.can.generate import check_truncation

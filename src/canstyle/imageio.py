@@ -163,7 +163,11 @@ def alpha_for(loaded: LoadedImage, result: torch.Tensor) -> torch.Tensor | None:
 def tensor_to_pil(img: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
     """1x3xHxW (or 3xHxW) float in [0, 1] to an 8-bit PIL image, rounding to nearest."""
     if img.dim() == 4:
+        if img.shape[0] != 1:
+            raise CanstyleError(f"one image at a time: got a batch of {img.shape[0]}")
         img = img[0]
+    if img.dim() != 3 or img.shape[0] != 3:
+        raise CanstyleError(f"expected a 1x3xHxW image tensor, got shape {tuple(img.shape)}")
     arr = img.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     im = Image.fromarray(arr, "RGB")
     if alpha is not None:

@@ -7,6 +7,42 @@ import math
 import torch
 from torch.nn import functional as F
 
+from canstyle.errors import CanstyleError
+
+# Float images may overshoot [0, 1] a little after resampling; far outside it they are 0-255 data.
+_SLACK = 0.5
+
+
+def check_image(x: object, what: str = "image", channels: tuple[int, ...] = (1, 3),
+                batch: bool = False) -> torch.Tensor:
+    """``x`` as a float32 N x C x H x W tensor in [0, 1] (a C x H x W tensor gets N = 1), or a clear
+    error for what would otherwise give a silent wrong result: a uint8 or 0-255 tensor, NaN or
+    infinite pixels, a batch where one image is meant (unless ``batch``), other channel counts."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what}: expected a 1x3xHxW float tensor in [0, 1], got {type(x).__name__} "
+                        "(canstyle.load_image reads a file)")
+    if x.device.type == "meta":
+        raise CanstyleError(f"{what}: a meta tensor holds no pixels")
+    t = x[None] if x.dim() == 3 else x
+    if t.dim() != 4 or min(t.shape[-2:]) < 1:
+        raise CanstyleError(f"{what}: expected a 1x3xHxW tensor, got shape {tuple(x.shape)}")
+    if t.shape[0] != 1 and not batch:
+        raise CanstyleError(f"{what}: a batch of {t.shape[0]}; pass one 1x3xHxW image at a time "
+                            "(or a list of them)")
+    if t.shape[1] not in channels:
+        raise CanstyleError(f"{what}: {t.shape[1]} channels; expected {' or '.join(map(str, channels))}"
+                            + (" (drop an alpha channel: x[:, :3])" if t.shape[1] == 4 else ""))
+    if not (t.is_floating_point()):
+        raise CanstyleError(f"{what}: a {str(t.dtype).replace('torch.', '')} tensor; expected floats in "
+                            "[0, 1] (for 0-255 data: x.float() / 255)")
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise CanstyleError(f"{what}: contains NaN or infinite values")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < -_SLACK or hi > 1 + _SLACK:
+        raise CanstyleError(f"{what}: values from {lo:g} to {hi:g}; expected [0, 1] (for 0-255 data: x / 255)")
+    return t.clamp(0, 1)
+
 
 def resize_to(x: torch.Tensor, size: int | tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """N x C x H x W resized to ``size`` (h, w), or a square for an int; clamped to [0, 1].

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from canstyle.errors import CanstyleError
+from canstyle.imageops import check_image
 from canstyle.nst.plan import StylizeOptions
 from canstyle.progress import ProgressCallback
+from canstyle.seeds import MAX_SEED
 
 if TYPE_CHECKING:
     from canstyle.can.generate import CanGenerator
@@ -129,8 +131,9 @@ class Pipeline:
         """Generate the painting for ``art_seed`` and enlarge it to ``style_size`` pixels."""
         from canstyle.imageops import resize_to
 
-        if art_seed < 0:
-            raise CanstyleError(f"art seeds must be >= 0, got {art_seed}")
+        if not 0 <= art_seed <= MAX_SEED:
+            raise CanstyleError(f"art seeds must be between 0 and {MAX_SEED}, got {art_seed}")
+        check_style_size(style_size)
         art = self.generator([art_seed], truncation, callback=callback)
         n = sr_passes(art.shape[-1], style_size)
         style = self.upscaler(art, 2**n, callback) if n else art
@@ -171,6 +174,10 @@ class Pipeline:
         contents = [content] if isinstance(content, torch.Tensor) else list(content)
         if not contents:
             raise CanstyleError("at least one content image is needed")
+        for i, c in enumerate(contents):  # before the painting is made, not after
+            check_image(c, f"content {i + 1}")
+        if style_size is not None:
+            check_style_size(style_size)
         timings: dict[str, float] = {}
         if artwork is None:
             if art_seed is None:
@@ -208,3 +215,12 @@ class Pipeline:
             "features": self.engine.features, "device": str(self.device),
             "precision": str(self.engine.dtype).replace("torch.", ""),
         }
+
+
+def check_style_size(style_size: int) -> None:
+    """The painting's size for style transfer, within the bounds ``--size`` has (SR beyond
+    8192 px would run for hours and need tens of GB)."""
+    from canstyle.nst.plan import MAX_SIDE, MIN_SIDE
+
+    if isinstance(style_size, bool) or not isinstance(style_size, int) or not MIN_SIDE <= style_size <= MAX_SIDE:
+        raise CanstyleError(f"style_size must be an int between {MIN_SIDE} and {MAX_SIDE}, got {style_size!r}")

@@ -11,7 +11,7 @@ def draw_seed(span: int = 1) -> int:
     """A fresh seed in [0, SEED_RANGE - span], so that seeds seed .. seed + span - 1 are all valid."""
     return random.randrange(SEED_RANGE - span + 1)
 
-# torch takes seeds below 2**64; staying below 2**63 leaves room for the offsets trainers add
-# (seed + rank, seed + step) and fits a signed 64-bit integer everywhere. The largest seed a user
-# may pass; drawn seeds stay in the smaller SEED_RANGE.
-MAX_SEED = 2**63 - 1
+# The largest seed a user may pass; drawn seeds stay in the smaller SEED_RANGE. torch's CPU
+# generator accepts 64-bit seeds but keeps only their low 32 bits, so 2**32 painted exactly what
+# seed 0 painted: larger seeds are refused rather than silently repeating smaller ones.
+MAX_SEED = 2**32 - 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
 from dataclasses import dataclass
@@ -144,6 +145,22 @@ def check_truncation(truncation: float | None) -> None:
         raise CanstyleError("--truncation must be a positive number")  # NaN would paint black
 
 
+def check_seeds(seeds: object) -> list[int]:
+    """A non-empty list of seeds in 0..MAX_SEED (numpy and 0-d tensor integers welcome)."""
+    if isinstance(seeds, torch.Tensor):
+        seeds = seeds.tolist()
+    try:
+        out = [operator.index(s) for s in seeds]  # type: ignore[attr-defined]
+    except TypeError:
+        raise TypeError(f"seeds must be a list of integers, got {seeds!r}") from None
+    if not out:
+        raise CanstyleError("no seeds given")
+    bad = [s for s in out if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise CanstyleError(f"seeds must be between 0 and {MAX_SEED}, got {bad[0]}")
+    return out
+
+
 def seed_noise(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """The noise vector for ``seed``; with truncation T, entries beyond +-T are redrawn."""
     g = torch.Generator().manual_seed(seed)
@@ -166,6 +183,9 @@ def sample(g: Generator, seeds: list[int], truncation: float | None = None, batc
 
     ``callback`` gets one ``Progress("generate", done, total)`` per batch, like every long call.
     """
+    seeds = check_seeds(seeds)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise CanstyleError(f"batch must be a positive integer, got {batch!r}")
     device = next(g.parameters()).device
     g.eval()
     out = []

@@ -8,6 +8,7 @@ plans without the optimiser loop.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
 
@@ -44,6 +45,10 @@ MIN_EVALS = 8
 QUALITY = {"draft": 0.5, "standard": 1.0, "fine": 2.0}  # multiplies every budget
 LOSS_SCALES = ("pair", "none")
 PLATEAU_WINDOW = 10  # evaluations between two plateau checks
+
+
+_INTS = ("size", "iterations", "coarse_iterations", "min_scale")
+_FLOATS = ("plateau", "lr", "content_weight", "style_weight", "tv_weight", "start_tv_weight", "style_scale")
 
 
 @dataclass
@@ -98,6 +103,7 @@ class StylizeOptions:
         return opts
 
     def validate(self) -> None:
+        self._check_types()
         self._check_numbers()
         if not MIN_SIDE <= self.size <= MAX_SIDE:
             raise CanstyleError(f"--size must be between {MIN_SIDE} and {MAX_SIDE}, got {self.size}")
@@ -129,6 +135,25 @@ class StylizeOptions:
         if len(self.style_weights) != n_styles:
             raise CanstyleError(f"--style-weights has {len(self.style_weights)} values for {n_styles} style(s)")
         return list(self.style_weights)
+
+    def _check_types(self) -> None:
+        """Python callers get what the CLI's parser gives: ints, numbers and choices, each named
+        (size="512" or pooling="min" would otherwise fail deep inside, or be silently ignored)."""
+        for f in fields(self):
+            v, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            choices = f.metadata.get("choices")
+            if choices is not None and v not in choices:
+                raise CanstyleError(f"{flag} must be one of {', '.join(choices)}, got {v!r}")
+            if f.name in _INTS and not (v is None and f.default is None) and (
+                    isinstance(v, bool) or not isinstance(v, int)):
+                raise CanstyleError(f"{flag} must be an integer, got {v!r}")
+            if f.name in _FLOATS and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise CanstyleError(f"{flag} must be a number, got {v!r}")
+        if not isinstance(self.init, (str, os.PathLike)):
+            raise CanstyleError(f"--init must be noise, content or a path, got {self.init!r}")
+        if self.style_weights is not None and not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in self.style_weights):
+            raise CanstyleError(f"--style-weights must be numbers, got {self.style_weights!r}")
 
     def _check_numbers(self) -> None:
         """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""

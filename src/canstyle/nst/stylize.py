@@ -18,7 +18,7 @@ import torch
 
 from canstyle.device import autocast, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
-from canstyle.imageops import resize_to
+from canstyle.imageops import check_image, resize_to
 from canstyle.nst import color
 from canstyle.nst.features import CONTENT_LAYERS, STYLE_LAYERS, load_features
 from canstyle.nst.losses import blend_grams, content_loss, gram, style_loss, tv_loss
@@ -145,12 +145,20 @@ class StyleTransfer:
         **overrides: Any,
     ) -> torch.Tensor:
         """Stylise ``content`` (1x3xHxW in [0, 1]) with ``styles``; returns 1x3xhxw in [0, 1] on CPU."""
+        if options is not None and not isinstance(options, StylizeOptions):
+            raise TypeError("options must be a StylizeOptions (or pass its fields as keywords, e.g. size=256)")
         opts = (options or StylizeOptions()).with_overrides(**overrides)
+        if opts.pooling != self.pooling:  # the network was built with its pooling; silently ignoring is worse
+            raise CanstyleError(f"this StyleTransfer was built with {self.pooling} pooling; "
+                                f"build another with pooling={opts.pooling!r}")
+        if not isinstance(styles, (torch.Tensor, list, tuple)):
+            raise TypeError(f"styles: expected a 1x3xHxW tensor or a list of them, got {type(styles).__name__}")
         styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
         if not styles:
             raise CanstyleError("at least one style image is needed")
         weights = opts.weights_for(len(styles))
-        content = content.float().cpu()
+        content = _rgb(check_image(content, "content")).cpu()
+        styles = [_rgb(check_image(s, f"style {i + 1}")).cpu() for i, s in enumerate(styles)]
         orig_content = content
         if opts.preserve_color == "luminance":
             styles = [color.match_luminance(color.rgb_to_yiq(s), color.rgb_to_yiq(content)) for s in styles]
@@ -279,3 +287,8 @@ def stylize(
     engine = reuse("stylize", (features, device, precision, opts.pooling),
                    lambda: StyleTransfer(features, device, precision, pooling=opts.pooling))
     return engine(content, styles, opts, generator=generator, callback=callback)
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    """A grey 1-channel image as RGB (VGG and the colour options need three)."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x

@@ -22,6 +22,7 @@ from torch import nn
 
 from canstyle.device import autocast, resolve_device, resolve_precision
 from canstyle.errors import CanstyleError
+from canstyle.imageops import check_image
 from canstyle.progress import Progress, ProgressCallback
 from canstyle.sr.tiling import Box, clear_se, plan_tiles, round_up, sync_se
 from canstyle.sr.zoo import DEFAULT_MODEL, load_model
@@ -127,10 +128,8 @@ class Upscaler:
 
         Grey (1-channel) input is upscaled as RGB and returned as RGB.
         """
-        squeeze = image.dim() == 3
-        x = image[None] if squeeze else image
-        if x.dim() != 4 or x.shape[1] not in (1, 3, 4) or min(x.shape[-2:]) < 1:
-            raise CanstyleError(f"expected an Nx3xHxW image tensor, got shape {tuple(image.shape)}")
+        squeeze = isinstance(image, torch.Tensor) and image.dim() == 3
+        x = check_image(image, "image", channels=(1, 3, 4), batch=True)
         rgb = x[:, :3] if x.shape[1] != 1 else x.expand(-1, 3, -1, -1)
         outs = [self.upscale_one(rgb[i : i + 1], scale, callback) for i in range(x.shape[0])]
         out = torch.cat(outs)
