@@ -67,10 +67,9 @@ def create_app(output_dir: str | Path, *, models_dir: str | Path | None = None, 
                   description="Upload photos, pick a CAN painting, watch style transfer live.")
     _api_docs(app)
     _error_handlers(app, studio)
-    app.state.studio, app.state.manager = studio, manager
-    # Set when the server begins to stop (``canstyle serve`` sets it on the signal): event streams
-    # end then, or an open page would hold the shutdown up until it timed out.
-    app.state.closing = threading.Event()
+    # closing: set when the server begins to stop (serve sets it on the signal), so event streams
+    # end then; an open page would otherwise hold the shutdown up until it timed out.
+    app.state.studio, app.state.manager, app.state.closing = studio, manager, threading.Event()
     hosts = set(LOOPBACK_HOSTS) if allowed_hosts is None else set(allowed_hosts)
     app.add_middleware(SecurityMiddleware, allowed_hosts=hosts, default_body_limit=1 << 20,
                        body_limits={"/api/uploads": max_upload_bytes}, body_timeout=body_timeout,
