@@ -66,6 +66,9 @@ def test_options_are_typed_and_checked(pipe: Pipeline) -> None:
         pipe(torch.rand(1, 3, 32, 32), art_seed=1, no_such_knob=3)
     with pytest.raises(CanstyleError):
         pipe(torch.rand(1, 3, 32, 32), art_seed=1, options=StylizeOptions(size=64), lr=-1.0)
+    art = pipe.paint(1, 64)
+    with pytest.raises(CanstyleError, match="art_seed or artwork, not both"):
+        pipe(torch.rand(1, 3, 32, 32), art_seed=2, artwork=art)
 
 
 def test_studio_keeps_one_engine_and_upscaler_for_every_can(tmp_path: Path, cans: tuple[Path, Path],

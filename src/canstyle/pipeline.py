@@ -174,6 +174,8 @@ class Pipeline:
         contents = [content] if isinstance(content, torch.Tensor) else list(content)
         if not contents:
             raise CanstyleError("at least one content image is needed")
+        if artwork is not None and art_seed is not None:
+            raise CanstyleError("give art_seed or artwork, not both (artwork already holds its seed)")
         for i, c in enumerate(contents):  # before the painting is made, not after
             check_image(c, f"content {i + 1}")
         if style_size is not None:
