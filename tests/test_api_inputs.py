@@ -92,3 +92,16 @@ def test_saving_a_batch_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CanstyleError, match="a batch of 2"):
         save_image(torch.rand(2, 3, 8, 8), tmp_path / "b.png")
     assert not (tmp_path / "b.png").exists()
+
+
+def test_small_api_consistencies() -> None:
+    import canstyle
+    from canstyle.sr.upscaler import Upscaler
+
+    assert {"Pipeline", "StyleTransfer", "stylize", "Upscaler"} <= set(dir(canstyle))
+    with pytest.raises(CanstyleError, match="tile and tile_pad must be integers"):
+        Upscaler("photo", "cpu", tile=20.5)  # type: ignore[arg-type]
+    seen: list[object] = []
+    out = canstyle.stylize(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40), features="vgg16", device="cpu",
+                           precision="fp32", preview_every=1, callback=lambda p: seen.append(p.image), **FAST)
+    assert out.shape == (1, 3, 32, 32) and any(im is not None for im in seen)  # as StyleTransfer takes it

@@ -275,9 +275,11 @@ def stylize(
     precision: str = "auto",
     generator: torch.Generator | None = None,
     callback: ProgressCallback | None = None,
+    preview_every: int = 0,
     **overrides: Any,
 ) -> torch.Tensor:
-    """One-shot style transfer. See ``StylizeOptions`` for the knobs.
+    """One-shot style transfer. See ``StylizeOptions`` for the knobs; the arguments are
+    ``StyleTransfer``'s and its ``__call__``'s.
 
     Like every one-shot function it keeps the model of its last call (``canstyle.oneshot``).
     """
@@ -286,7 +288,7 @@ def stylize(
     opts = (options or StylizeOptions()).with_overrides(**overrides)
     engine = reuse("stylize", (features, device, precision, opts.pooling),
                    lambda: StyleTransfer(features, device, precision, pooling=opts.pooling))
-    return engine(content, styles, opts, generator=generator, callback=callback)
+    return engine(content, styles, opts, generator=generator, callback=callback, preview_every=preview_every)
 
 
 def _rgb(x: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,8 @@ class Upscaler:
 
     def __init__(self, sr_model: str | nn.Module = DEFAULT_MODEL, device: str = "auto",
                  precision: str = "auto", tile: int = 256, tile_pad: int = 0) -> None:
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (tile, tile_pad)):
+            raise CanstyleError(f"tile and tile_pad must be integers, got {tile!r} and {tile_pad!r}")
         if tile < 0 or tile_pad < 0:
             raise CanstyleError("--tile and --tile-pad must be >= 0 (tile 0 = no tiling)")
         if 0 < tile < 8:
