@@ -66,6 +66,8 @@ def test_options_are_typed_and_checked(pipe: Pipeline) -> None:
         pipe(torch.rand(1, 3, 32, 32), art_seed=1, no_such_knob=3)
     with pytest.raises(CanstyleError):
         pipe(torch.rand(1, 3, 32, 32), art_seed=1, options=StylizeOptions(size=64), lr=-1.0)
+    with pytest.raises(TypeError, match="Pipeline needs a generator"):
+        pipe.with_generator(None)  # type: ignore[arg-type]
     art = pipe.paint(1, 64)
     with pytest.raises(CanstyleError, match="art_seed or artwork, not both"):
         pipe(torch.rand(1, 3, 32, 32), art_seed=2, artwork=art)

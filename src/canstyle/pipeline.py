@@ -79,6 +79,9 @@ class Pipeline:
     """
 
     def __init__(self, *, generator: CanGenerator, upscaler: Upscaler, engine: StyleTransfer) -> None:
+        for name, part in (("generator", generator), ("upscaler", upscaler), ("engine", engine)):
+            if not callable(part):  # None would fail only at the first call, far from the mistake
+                raise TypeError(f"Pipeline needs a {name}, got {part!r} (Pipeline.from_checkpoint() loads all three)")
         self.generator, self.upscaler, self.engine = generator, upscaler, engine
 
     @classmethod
