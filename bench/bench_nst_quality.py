@@ -155,7 +155,7 @@ def main() -> None:
     columns = [c for c in args.sizes.split(",") if c]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    engine = StyleTransfer(args.features, "cpu", args.precision)
+    engine = StyleTransfer(args.features, "cpu", args.precision, pooling=changes.get("pooling", "max"))
     rows, images = [], []  # images: one list per pair
     for name, photo_path, paint_path in PAIRS[args.skip : args.pairs]:
         photo, painting = load_rgb(photo_path), load_rgb(paint_path)

@@ -105,3 +105,20 @@ def test_small_api_consistencies() -> None:
     out = canstyle.stylize(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40), features="vgg16", device="cpu",
                            precision="fp32", preview_every=1, callback=lambda p: seen.append(p.image), **FAST)
     assert out.shape == (1, 3, 32, 32) and any(im is not None for im in seen)  # as StyleTransfer takes it
+
+
+def test_numpy_numbers_and_an_avg_engine() -> None:
+    from canstyle.nst.stylize import StyleTransfer
+
+    opts = StylizeOptions().with_overrides(size=np.int64(64), iterations=np.int32(2), style_weight=np.float32(5))
+    assert (type(opts.size), type(opts.iterations), type(opts.style_weight)) == (int, int, float)
+    avg = StyleTransfer("vgg16", "cpu", "fp32", pooling="avg")
+    assert avg(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40), **FAST).shape == (1, 3, 32, 32)  # its own pooling
+    with pytest.raises(CanstyleError, match="built with avg pooling"):
+        avg(torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40), pooling="max", **FAST)  # asked for: refused
+    with pytest.raises(TypeError, match="pass its .rgb"):
+        from canstyle.imageio import LoadedImage
+
+        avg(LoadedImage(torch.rand(1, 3, 40, 40), None), torch.rand(1, 3, 40, 40), **FAST)  # type: ignore[call-arg,arg-type]
+    with pytest.raises(CanstyleError, match=r"\(x \+ 1\) / 2"):
+        avg(torch.rand(1, 3, 40, 40) * 2 - 1, torch.rand(1, 3, 40, 40), **FAST)

@@ -19,8 +19,9 @@ def check_image(x: object, what: str = "image", channels: tuple[int, ...] = (1, 
     error for what would otherwise give a silent wrong result: a uint8 or 0-255 tensor, NaN or
     infinite pixels, a batch where one image is meant (unless ``batch``), other channel counts."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what}: expected a 1x3xHxW float tensor in [0, 1], got {type(x).__name__} "
-                        "(canstyle.load_image reads a file)")
+        hint = ": pass its .rgb" if isinstance(getattr(x, "rgb", None), torch.Tensor) else \
+            " (canstyle.load_image(path).rgb reads a file)"
+        raise TypeError(f"{what}: expected a 1x3xHxW float tensor in [0, 1], got {type(x).__name__}{hint}")
     if x.device.type == "meta":
         raise CanstyleError(f"{what}: a meta tensor holds no pixels")
     t = x[None] if x.dim() == 3 else x
@@ -35,12 +36,13 @@ def check_image(x: object, what: str = "image", channels: tuple[int, ...] = (1, 
     if not (t.is_floating_point()):
         raise CanstyleError(f"{what}: a {str(t.dtype).replace('torch.', '')} tensor; expected floats in "
                             "[0, 1] (for 0-255 data: x.float() / 255)")
-    t = t.float()
+    t = t.detach().float()  # a tensor that requires grad is read, never differentiated through
     if not torch.isfinite(t).all():
         raise CanstyleError(f"{what}: contains NaN or infinite values")
     lo, hi = float(t.min()), float(t.max())
     if lo < -_SLACK or hi > 1 + _SLACK:
-        raise CanstyleError(f"{what}: values from {lo:g} to {hi:g}; expected [0, 1] (for 0-255 data: x / 255)")
+        fix = "(x + 1) / 2 for [-1, 1] data" if lo < -_SLACK and hi <= 1 + _SLACK else "x / 255 for 0-255 data"
+        raise CanstyleError(f"{what}: values from {lo:g} to {hi:g}; expected [0, 1] ({fix})")
     return t.clamp(0, 1)
 
 

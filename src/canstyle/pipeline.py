@@ -13,6 +13,7 @@ diffusers habit: assemble from parts (or ``from_checkpoint``), then
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 
 from canstyle.errors import CanstyleError
 from canstyle.imageops import check_image
-from canstyle.nst.plan import StylizeOptions
+from canstyle.nst.plan import StylizeOptions, resolve_options
 from canstyle.progress import ProgressCallback
 from canstyle.seeds import MAX_SEED
 
@@ -167,10 +168,7 @@ class Pipeline:
         returned ``artwork.seed`` as ``art_seed`` reproduces a call. Pass ``artwork`` to
         reuse a painting. ``options``/``overrides`` are ``StylizeOptions``.
         """
-        opts = (options or StylizeOptions()).with_overrides(**overrides)
-        if opts.pooling != self.engine.pooling:
-            raise CanstyleError(f"this Pipeline was built with {self.engine.pooling} pooling; "
-                                f"build another with pooling={opts.pooling!r}")
+        opts = resolve_options(options, overrides, self.engine.pooling, "Pipeline")
         if generator is not None and generator.device.type != "cpu":
             raise CanstyleError("generator must be a CPU torch.Generator: noise is drawn on the CPU "
                                 "so that a seed gives the same start on every device")
@@ -227,5 +225,6 @@ def check_style_size(style_size: int) -> None:
     8192 px would run for hours and need tens of GB)."""
     from canstyle.nst.plan import MAX_SIDE, MIN_SIDE
 
-    if isinstance(style_size, bool) or not isinstance(style_size, int) or not MIN_SIDE <= style_size <= MAX_SIDE:
+    if isinstance(style_size, bool) or not isinstance(style_size, numbers.Integral) or not (
+            MIN_SIDE <= style_size <= MAX_SIDE):
         raise CanstyleError(f"style_size must be an int between {MIN_SIDE} and {MAX_SIDE}, got {style_size!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import operator
 import os
 import re
@@ -184,7 +185,7 @@ def sample(g: Generator, seeds: list[int], truncation: float | None = None, batc
     ``callback`` gets one ``Progress("generate", done, total)`` per batch, like every long call.
     """
     seeds = check_seeds(seeds)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
         raise CanstyleError(f"batch must be a positive integer, got {batch!r}")
     device = next(g.parameters()).device
     g.eval()

@@ -8,6 +8,7 @@ plans without the optimiser loop.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple
@@ -144,15 +145,19 @@ class StylizeOptions:
             choices = f.metadata.get("choices")
             if choices is not None and v not in choices:
                 raise CanstyleError(f"{flag} must be one of {', '.join(choices)}, got {v!r}")
-            if f.name in _INTS and not (v is None and f.default is None) and (
-                    isinstance(v, bool) or not isinstance(v, int)):
-                raise CanstyleError(f"{flag} must be an integer, got {v!r}")
-            if f.name in _FLOATS and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise CanstyleError(f"{flag} must be a number, got {v!r}")
+            if f.name in _INTS and v is not None:
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                    raise CanstyleError(f"{flag} must be an integer, got {v!r}")
+                setattr(self, f.name, int(v))  # numpy integers become plain ones (JSON, recorded params)
+            if f.name in _FLOATS:
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise CanstyleError(f"{flag} must be a number, got {v!r}")
+                if not isinstance(v, (int, float)):
+                    setattr(self, f.name, float(v))
         if not isinstance(self.init, (str, os.PathLike)):
             raise CanstyleError(f"--init must be noise, content or a path, got {self.init!r}")
         if self.style_weights is not None and not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) for w in self.style_weights):
+                isinstance(w, numbers.Real) and not isinstance(w, bool) for w in self.style_weights):
             raise CanstyleError(f"--style-weights must be numbers, got {self.style_weights!r}")
 
     def _check_numbers(self) -> None:
@@ -180,6 +185,22 @@ class Stage(NamedTuple):
     long: int  # long side of this scale
     hw: tuple[int, int]
     iterations: int  # evaluation budget (a plateau may end the scale sooner)
+
+
+def resolve_options(options: StylizeOptions | None, overrides: dict[str, Any], pooling: str | None = None,
+                    who: str = "StyleTransfer") -> StylizeOptions:
+    """The validated options of one call: ``options`` (or the defaults) with ``overrides``. With
+    ``pooling``, that of a network already built: used unless another was asked for, which is an
+    error (silently painting with the other pooling would be worse)."""
+    if options is not None and not isinstance(options, StylizeOptions):
+        raise TypeError("options must be a StylizeOptions (or pass its fields as keywords, e.g. size=256)")
+    opts = (options or StylizeOptions()).with_overrides(**overrides)
+    if pooling is not None and opts.pooling != pooling:
+        if "pooling" in overrides or (options is not None and options.pooling != StylizeOptions.pooling):
+            raise CanstyleError(f"this {who} was built with {pooling} pooling; "
+                                f"build another with pooling={opts.pooling!r}")
+        opts = replace(opts, pooling=pooling)
+    return opts
 
 
 def fit_size(hw: tuple[int, int], long_side: int) -> tuple[int, int]:

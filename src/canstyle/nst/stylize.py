@@ -35,6 +35,7 @@ from canstyle.nst.plan import (  # noqa: F401  (re-exported: the options and pla
     plan_cost,
     plan_record,
     preview_steps,
+    resolve_options,
     scale_plan,
     style_size,
 )
@@ -145,12 +146,7 @@ class StyleTransfer:
         **overrides: Any,
     ) -> torch.Tensor:
         """Stylise ``content`` (1x3xHxW in [0, 1]) with ``styles``; returns 1x3xhxw in [0, 1] on CPU."""
-        if options is not None and not isinstance(options, StylizeOptions):
-            raise TypeError("options must be a StylizeOptions (or pass its fields as keywords, e.g. size=256)")
-        opts = (options or StylizeOptions()).with_overrides(**overrides)
-        if opts.pooling != self.pooling:  # the network was built with its pooling; silently ignoring is worse
-            raise CanstyleError(f"this StyleTransfer was built with {self.pooling} pooling; "
-                                f"build another with pooling={opts.pooling!r}")
+        opts = resolve_options(options, overrides, self.pooling)
         if not isinstance(styles, (torch.Tensor, list, tuple)):
             raise TypeError(f"styles: expected a 1x3xHxW tensor or a list of them, got {type(styles).__name__}")
         styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
@@ -285,7 +281,7 @@ def stylize(
     """
     from canstyle.oneshot import reuse
 
-    opts = (options or StylizeOptions()).with_overrides(**overrides)
+    opts = resolve_options(options, overrides)
     engine = reuse("stylize", (features, device, precision, opts.pooling),
                    lambda: StyleTransfer(features, device, precision, pooling=opts.pooling))
     return engine(content, styles, opts, generator=generator, callback=callback, preview_every=preview_every)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import threading
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ class Upscaler:
 
     def __init__(self, sr_model: str | nn.Module = DEFAULT_MODEL, device: str = "auto",
                  precision: str = "auto", tile: int = 256, tile_pad: int = 0) -> None:
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (tile, tile_pad)):
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (tile, tile_pad)):
             raise CanstyleError(f"tile and tile_pad must be integers, got {tile!r} and {tile_pad!r}")
         if tile < 0 or tile_pad < 0:
             raise CanstyleError("--tile and --tile-pad must be >= 0 (tile 0 = no tiling)")
