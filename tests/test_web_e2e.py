@@ -10,6 +10,7 @@ temp folder); at 390 px the page must not scroll sideways.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -249,50 +250,50 @@ def _upload_and_pick(page) -> None:  # type: ignore[no-untyped-def]
     assert "1 photo(s), default painting #5" in page.inner_text("#selection-summary")
 
 
-def test_run_again_says_when_its_photo_was_deleted(server: str) -> None:
-    """A job's photo deleted since: "Run again" says so and paints no other photo instead."""
+@contextlib.contextmanager
+def studio_page(server: str) -> Iterator[sync_api.Page]:
+    """A fresh browser on the studio's page at 1280 px, ready (the page's scripts have run)."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(server + "/")
             page.wait_for_selector("body[data-ready='1']")
-            page.set_input_files("#photo-input", str(REPO / "examples" / "starry_night.jpg"))
-            page.wait_for_selector("#photo-list .thumb.selected:not([data-id^='demo-'])")
-            photo = page.get_attribute("#photo-list .thumb.selected", "data-id")
-            body = {"photos": [photo], "style": {"model": "default", "seed": 1}, "size": 64,
-                    "iterations": 2, "coarse_iterations": 0}
-            job = page.evaluate("""async (b) => (await fetch('/api/jobs', {method: 'POST',
-                headers: {'Content-Type': 'application/json'}, body: JSON.stringify(b)})).json()""", body)
-            page.wait_for_selector(f"#job-table tr[data-id='{job['id']}'] .badge.done", timeout=60_000)
-            page.once("dialog", lambda d: d.accept())
-            page.click(f"#photo-list .thumb-wrap:has([data-id='{photo}']) .remove")
-            page.wait_for_selector(f"#photo-list [data-id='{photo}']", state="detached")
-            page.click(f"#job-table tr[data-id='{job['id']}'] button:text('Run again')")
-            poll(page, "() => document.querySelector('#start-error').textContent.includes('Deleted since')")
-            assert page.locator("#photo-list .thumb.selected").count() == 0
-            assert "0 photo(s)" in page.inner_text("#selection-summary")
+            yield page
         finally:
             browser.close()
+
+
+def test_run_again_says_when_its_photo_was_deleted(server: str) -> None:
+    """A job's photo deleted since: "Run again" says so and paints no other photo instead."""
+    with studio_page(server) as page:
+        page.set_input_files("#photo-input", str(REPO / "examples" / "starry_night.jpg"))
+        page.wait_for_selector("#photo-list .thumb.selected:not([data-id^='demo-'])")
+        photo = page.get_attribute("#photo-list .thumb.selected", "data-id")
+        body = {"photos": [photo], "style": {"model": "default", "seed": 1}, "size": 64,
+                "iterations": 2, "coarse_iterations": 0}
+        job = page.evaluate("""async (b) => (await fetch('/api/jobs', {method: 'POST',
+            headers: {'Content-Type': 'application/json'}, body: JSON.stringify(b)})).json()""", body)
+        page.wait_for_selector(f"#job-table tr[data-id='{job['id']}'] .badge.done", timeout=60_000)
+        page.once("dialog", lambda d: d.accept())
+        page.click(f"#photo-list .thumb-wrap:has([data-id='{photo}']) .remove")
+        page.wait_for_selector(f"#photo-list [data-id='{photo}']", state="detached")
+        page.click(f"#job-table tr[data-id='{job['id']}'] button:text('Run again')")
+        poll(page, "() => document.querySelector('#start-error').textContent.includes('Deleted since')")
+        assert page.locator("#photo-list .thumb.selected").count() == 0
+        assert "0 photo(s)" in page.inner_text("#selection-summary")
 
 
 def test_a_small_uploaded_painting_gets_a_size_hint(server: str, tmp_path: Path) -> None:
     """As `stylize` does: a painting enlarged over 2x to be analysed is named before Start."""
     small = tmp_path / "small.png"
     Image.new("RGB", (120, 90), (200, 120, 40)).save(small)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server + "/")
-            page.wait_for_selector("body[data-ready='1']")
-            page.set_input_files("#style-input", str(small))
-            page.wait_for_selector("#style-list .thumb.selected")
-            page.fill("#opt-size", "512")
-            poll(page, "() => document.querySelector('#style-hint').textContent.includes('enlarged 4.3×')")
-            assert page.is_visible("#style-hint")
-            page.fill("#opt-size", "192")
-            poll(page, "() => document.querySelector('#style-hint').textContent === ''")
-            assert page.is_hidden("#style-hint")
-        finally:
-            browser.close()
+    with studio_page(server) as page:
+        page.set_input_files("#style-input", str(small))
+        page.wait_for_selector("#style-list .thumb.selected")
+        page.fill("#opt-size", "512")
+        poll(page, "() => document.querySelector('#style-hint').textContent.includes('enlarged 4.3×')")
+        assert page.is_visible("#style-hint")
+        page.fill("#opt-size", "192")
+        poll(page, "() => document.querySelector('#style-hint').textContent === ''")
+        assert page.is_hidden("#style-hint")

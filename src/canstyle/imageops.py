@@ -33,7 +33,7 @@ def check_image(x: object, what: str = "image", channels: tuple[int, ...] = (1, 
     if t.shape[1] not in channels:
         raise CanstyleError(f"{what}: {t.shape[1]} channels; expected {' or '.join(map(str, channels))}"
                             + (" (drop an alpha channel: x[:, :3])" if t.shape[1] == 4 else ""))
-    if not (t.is_floating_point()):
+    if not t.is_floating_point():
         raise CanstyleError(f"{what}: a {str(t.dtype).replace('torch.', '')} tensor; expected floats in "
                             "[0, 1] (for 0-255 data: x.float() / 255)")
     t = t.detach().float()  # a tensor that requires grad is read, never differentiated through

@@ -113,8 +113,6 @@ class StylizeOptions:
             raise CanstyleError("--iterations must be >= 1 and --coarse-iterations >= 0")
         if self.min_scale < MIN_SIDE:
             raise CanstyleError(f"--min-scale must be at least {MIN_SIDE}")
-        if self.quality not in QUALITY:
-            raise CanstyleError(f"--quality must be one of {', '.join(QUALITY)}")
         if not 0 < self.style_scale <= MAX_STYLE_SCALE:
             raise CanstyleError(f"--style-scale must be above 0 and at most {MAX_STYLE_SCALE:g}, got {self.style_scale:g}")
         if self.size * self.style_scale > MAX_SIDE:
@@ -162,9 +160,7 @@ class StylizeOptions:
 
     def _check_numbers(self) -> None:
         """Every float option is finite (argparse's float() takes "nan" and "inf") and lr > 0."""
-        names = ("lr", "content_weight", "style_weight", "tv_weight", "start_tv_weight", "style_scale",
-                 "plateau")
-        values = [(n, getattr(self, n)) for n in names] + [("style_weights", w) for w in self.style_weights or ()]
+        values = [(n, getattr(self, n)) for n in _FLOATS] + [("style_weights", w) for w in self.style_weights or ()]
         for name, value in values:
             if not math.isfinite(value):
                 raise CanstyleError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
